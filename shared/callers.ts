@@ -1,0 +1,73 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { CallerRule } from './config.ts';
+import { RelayError } from './errors.ts';
+
+/**
+ * Client credentials reach every mailbox the Entra app was granted, so the relay is the gate: each caller
+ * presents its own API key (stored only as a SHA-256 hash in configuration) and may send only as the
+ * senders its rule names. The Functions host's function key still guards the endpoint in front of this.
+ */
+export const callerKeyHeader = 'x-relay-key';
+
+export interface Caller {
+  name: string;
+  senders: readonly string[];
+}
+
+export function hashCallerKey(apiKey: string): string {
+  return createHash('sha256').update(apiKey, 'utf8').digest('hex');
+}
+
+export function authenticateCaller(apiKey: string | null | undefined, rules: readonly CallerRule[]): Caller {
+  if (rules.length === 0) {
+    throw new RelayError({
+      code: 'no_callers_configured',
+      status: 401,
+      message: 'No caller may send yet: the relay has no caller keys configured.',
+      remedy:
+        'Create a key with `npm run caller-key -- --name <app> --senders <address>` and add it to RELAY_CALLERS.',
+    });
+  }
+  if (apiKey === null || apiKey === undefined || apiKey === '') {
+    throw new RelayError({
+      code: 'caller_key_missing',
+      status: 401,
+      message: `The request has no ${callerKeyHeader} header.`,
+      remedy: `Send the API key you were given in the ${callerKeyHeader} header.`,
+    });
+  }
+  const presented = Buffer.from(hashCallerKey(apiKey), 'hex');
+  // Compare against every rule so the time taken does not tell which keys exist.
+  let match: CallerRule | undefined;
+  for (const rule of rules) {
+    if (timingSafeEqual(presented, Buffer.from(rule.keySha256, 'hex')) && match === undefined) match = rule;
+  }
+  if (match === undefined) {
+    throw new RelayError({
+      code: 'caller_key_invalid',
+      status: 401,
+      message: `The ${callerKeyHeader} header does not match any configured caller.`,
+      remedy: 'Check the key; if it was rotated, ask the relay administrator for the new one.',
+    });
+  }
+  return { name: match.name, senders: match.senders };
+}
+
+export function mayUseSender(caller: Caller, senderAddress: string): boolean {
+  const sender = senderAddress.toLowerCase();
+  const domain = sender.slice(sender.lastIndexOf('@') + 1);
+  return caller.senders.some((allowed) => allowed === '*' || allowed === sender || allowed === `*@${domain}`);
+}
+
+export function authorizeSender(caller: Caller, senderAddress: string): void {
+  if (!mayUseSender(caller, senderAddress)) {
+    throw new RelayError({
+      code: 'sender_not_allowed',
+      status: 403,
+      message: `Caller "${caller.name}" may not send as ${senderAddress}.`,
+      remedy:
+        "Send from a mailbox this caller was granted, or ask the administrator to add it to the caller's senders in RELAY_CALLERS.",
+      details: { caller: caller.name, sender: senderAddress },
+    });
+  }
+}

@@ -1,0 +1,224 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * Every setting the relay reads, parsed and validated once at start-up. Nothing else reads process.env.
+ * Names start with RELAY_ so they never collide with @azure/identity's own AZURE_* variables.
+ * local.settings.sample.json and the README list the same names; test/config.test.ts keeps them in step.
+ */
+export type CredentialType = 'secret' | 'certificate';
+
+export interface CallerRule {
+  /** A label for logs and errors; never the key. */
+  name: string;
+  /** Hex SHA-256 of the caller's API key (the key itself is never stored). */
+  keySha256: string;
+  /** Sender addresses this caller may use: exact addresses, `*@domain`, or `*`. */
+  senders: string[];
+}
+
+export interface RelayConfig {
+  identity: {
+    tenantId: string | undefined;
+    clientId: string | undefined;
+    authorityHost: string;
+    credentialType: CredentialType;
+    clientSecretName: string;
+    clientCertificateName: string;
+    /** Entra refuses tokens that are about to expire at Exchange's endpoint: renew this long before. */
+    expiryMarginSeconds: number;
+  };
+  secrets: {
+    keyVaultUrl: string | undefined;
+    localSecretsPath: string;
+    cacheSeconds: number;
+  };
+  smtp: {
+    host: string;
+    port: number;
+    scope: string;
+    /** Extra trusted CA certificates (PEM) for networks that inspect TLS. */
+    extraCaPem: string | undefined;
+    maxConnectionsPerMailbox: number;
+    timeoutSeconds: number;
+  };
+  limits: {
+    maxMessageBytes: number;
+    maxRecipients: number;
+  };
+  callers: CallerRule[];
+}
+
+export const settingDefaults = {
+  RELAY_AUTHORITY_HOST: 'https://login.microsoftonline.com',
+  RELAY_CREDENTIAL_TYPE: 'secret',
+  RELAY_CLIENT_SECRET_NAME: 'relay-client-secret',
+  RELAY_CLIENT_CERTIFICATE_NAME: 'relay-client-certificate',
+  RELAY_TOKEN_EXPIRY_MARGIN_SECONDS: '300',
+  RELAY_LOCAL_SECRETS_PATH: '.data/secrets.json',
+  RELAY_SECRET_CACHE_SECONDS: '300',
+  RELAY_SMTP_HOST: 'smtp.office365.com',
+  RELAY_SMTP_PORT: '587',
+  RELAY_SMTP_SCOPE: 'https://outlook.office365.com/.default',
+  RELAY_SMTP_MAX_CONNECTIONS: '3',
+  RELAY_SMTP_TIMEOUT_SECONDS: '60',
+  // Exchange Online's default mailbox send limit is 35 MB (encoded).
+  RELAY_MAX_MESSAGE_BYTES: String(35 * 1024 * 1024),
+  // Exchange Online's default recipient limit per message.
+  RELAY_MAX_RECIPIENTS: '500',
+  RELAY_CALLERS: '[]',
+} as const;
+
+/** Every setting name the loader reads, for documentation and drift checks. */
+export const settingNames = [
+  'RELAY_TENANT_ID',
+  'RELAY_CLIENT_ID',
+  'RELAY_KEY_VAULT_URL',
+  'RELAY_SMTP_EXTRA_CA',
+  ...Object.keys(settingDefaults),
+] as const;
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+
+  constructor(problems: string[]) {
+    super(`Invalid relay configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const optionalText = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+const httpsUrl = z
+  .url({ protocol: /^https$/, error: 'must be an https:// URL' })
+  .transform((url) => url.replace(/\/+$/, ''));
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const callerRule = z.strictObject({
+  name: z.string().min(1).max(100),
+  keySha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be the hex SHA-256 of the API key (npm run caller-key creates one)')
+    .transform((hash) => hash.toLowerCase()),
+  senders: z
+    .array(
+      z
+        .string()
+        .trim()
+        .toLowerCase()
+        .regex(/^(\*|\*@[^@\s]+|[^@\s*]+@[^@\s*]+)$/, 'must be an address, *@domain or *'),
+    )
+    .min(1),
+});
+
+const settingsSchema = z.object({
+  RELAY_TENANT_ID: optionalText,
+  RELAY_CLIENT_ID: optionalText,
+  RELAY_AUTHORITY_HOST: httpsUrl,
+  RELAY_CREDENTIAL_TYPE: z.enum(['secret', 'certificate']),
+  RELAY_CLIENT_SECRET_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
+  RELAY_CLIENT_CERTIFICATE_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
+  RELAY_TOKEN_EXPIRY_MARGIN_SECONDS: integer(0, 3000),
+  RELAY_KEY_VAULT_URL: z
+    .string()
+    .trim()
+    .transform((value) => (value === '' ? undefined : value))
+    .pipe(httpsUrl.optional())
+    .optional(),
+  RELAY_LOCAL_SECRETS_PATH: z.string().min(1),
+  RELAY_SECRET_CACHE_SECONDS: integer(0, 86_400),
+  RELAY_SMTP_HOST: z.string().trim().min(1),
+  RELAY_SMTP_PORT: integer(1, 65_535),
+  RELAY_SMTP_SCOPE: z.string().trim().min(1),
+  RELAY_SMTP_EXTRA_CA: optionalText,
+  // Exchange Online allows 3 concurrent SMTP AUTH connections per mailbox (432 4.3.2 beyond that).
+  RELAY_SMTP_MAX_CONNECTIONS: integer(1, 3),
+  RELAY_SMTP_TIMEOUT_SECONDS: integer(5, 600),
+  RELAY_MAX_MESSAGE_BYTES: integer(1024, 157_286_400),
+  RELAY_MAX_RECIPIENTS: integer(1, 1000),
+  RELAY_CALLERS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON array' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.array(callerRule)),
+});
+
+function readExtraCa(value: string | undefined, problems: string[]): string | undefined {
+  if (value === undefined) return undefined;
+  if (value.startsWith('-----BEGIN CERTIFICATE-----')) return value;
+  try {
+    const pem = readFileSync(value, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+      problems.push(`RELAY_SMTP_EXTRA_CA: ${value} holds no PEM certificate`);
+    return pem;
+  } catch {
+    problems.push(
+      `RELAY_SMTP_EXTRA_CA: cannot read the file ${value} (give a PEM file path or the PEM text)`,
+    );
+    return undefined;
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined>): RelayConfig {
+  const withDefaults: Record<string, string | undefined> = { ...settingDefaults };
+  for (const name of settingNames) {
+    const value = env[name];
+    if (value !== undefined && value.trim() !== '') withDefaults[name] = value;
+  }
+  const parsed = settingsSchema.safeParse(withDefaults);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const [setting, ...rest] = issue.path;
+        const where = rest.length > 0 ? `${String(setting)} at ${rest.join('.')}` : String(setting);
+        return `${where}: ${issue.message}`;
+      }),
+    );
+  }
+  const settings = parsed.data;
+  const problems: string[] = [];
+  const extraCaPem = readExtraCa(settings.RELAY_SMTP_EXTRA_CA, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    identity: {
+      tenantId: settings.RELAY_TENANT_ID,
+      clientId: settings.RELAY_CLIENT_ID,
+      authorityHost: settings.RELAY_AUTHORITY_HOST,
+      credentialType: settings.RELAY_CREDENTIAL_TYPE,
+      clientSecretName: settings.RELAY_CLIENT_SECRET_NAME,
+      clientCertificateName: settings.RELAY_CLIENT_CERTIFICATE_NAME,
+      expiryMarginSeconds: settings.RELAY_TOKEN_EXPIRY_MARGIN_SECONDS,
+    },
+    secrets: {
+      keyVaultUrl: settings.RELAY_KEY_VAULT_URL,
+      localSecretsPath: settings.RELAY_LOCAL_SECRETS_PATH,
+      cacheSeconds: settings.RELAY_SECRET_CACHE_SECONDS,
+    },
+    smtp: {
+      host: settings.RELAY_SMTP_HOST,
+      port: settings.RELAY_SMTP_PORT,
+      scope: settings.RELAY_SMTP_SCOPE,
+      extraCaPem,
+      maxConnectionsPerMailbox: settings.RELAY_SMTP_MAX_CONNECTIONS,
+      timeoutSeconds: settings.RELAY_SMTP_TIMEOUT_SECONDS,
+    },
+    limits: {
+      maxMessageBytes: settings.RELAY_MAX_MESSAGE_BYTES,
+      maxRecipients: settings.RELAY_MAX_RECIPIENTS,
+    },
+    callers: settings.RELAY_CALLERS,
+  };
+}

@@ -1,0 +1,61 @@
+import { ConfigError, loadConfig, type RelayConfig } from './config.ts';
+import { RelayError } from './errors.ts';
+import { createRelay, type Relay } from './relay.ts';
+import type { CachedSecretStore } from './secrets/cachedSecretStore.ts';
+import { createSecretStore } from './secrets/createSecretStore.ts';
+import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
+import { createMailSender } from './smtp/mailSender.ts';
+import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
+import { createMailboxTokens } from './tokens/mailboxTokens.ts';
+import { createTokenCache } from './tokens/tokenCache.ts';
+
+/**
+ * The composition root: wires configuration, the secret store, token sources, transports and the relay.
+ * Tests call `createRuntime` with their own configuration and store; the function app uses
+ * `runtimeFromEnvironment`, the only place that reads process.env.
+ */
+export interface Runtime {
+  config: RelayConfig;
+  secrets: CachedSecretStore;
+  transports: MailboxTransports;
+  relay: Relay;
+  close(): void;
+}
+
+export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): Runtime {
+  const tokenCache = createTokenCache({ marginSeconds: config.identity.expiryMarginSeconds });
+  const appOnly = createAppOnlyTokenSource(config.identity, config.smtp.scope, secrets);
+  const tokens = createMailboxTokens(tokenCache, { app: appOnly }, () => 'app');
+  const transports = createMailboxTransports(config.smtp, tokens);
+  const relay = createRelay(createMailSender(config.smtp, tokens, transports));
+  return { config, secrets, transports, relay, close: () => transports.closeAll() };
+}
+
+let environmentRuntime: Promise<Runtime> | undefined;
+
+export function runtimeFromEnvironment(): Promise<Runtime> {
+  environmentRuntime ??= (async () => {
+    const config = configFromEnvironment();
+    return createRuntime(config, await createSecretStore(config.secrets));
+  })();
+  // A failed start (bad setting) is reported on every request until it is fixed, not cached as broken.
+  environmentRuntime.catch(() => {
+    environmentRuntime = undefined;
+  });
+  return environmentRuntime;
+}
+
+export function configFromEnvironment(): RelayConfig {
+  try {
+    return loadConfig(process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new RelayError({
+      code: 'relay_misconfigured',
+      status: 500,
+      message: error.message,
+      remedy:
+        'Fix the named application settings (see local.settings.sample.json and the README) and restart.',
+    });
+  }
+}

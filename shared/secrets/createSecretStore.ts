@@ -1,0 +1,31 @@
+import type { TokenCredential } from '@azure/identity';
+import type { RelayConfig } from '../config.ts';
+import { type CachedSecretStore, createCachedSecretStore } from './cachedSecretStore.ts';
+import { createFileSecretStore } from './fileSecretStore.ts';
+import { createKeyVaultSecretStore } from './keyVaultSecretStore.ts';
+
+/**
+ * Key Vault when a vault URL is configured, otherwise the local file store (the embedded default for
+ * development). Either way wrapped in the in-memory cache.
+ */
+export async function createSecretStore(
+  config: RelayConfig['secrets'],
+  credential?: () => Promise<TokenCredential>,
+): Promise<CachedSecretStore> {
+  if (config.keyVaultUrl === undefined) {
+    return createCachedSecretStore(createFileSecretStore(config.localSecretsPath), {
+      ttlSeconds: config.cacheSeconds,
+    });
+  }
+  const vaultCredential = credential === undefined ? await defaultAzureCredential() : await credential();
+  const vault = await createKeyVaultSecretStore({
+    vaultUrl: config.keyVaultUrl,
+    credential: vaultCredential,
+  });
+  return createCachedSecretStore(vault, { ttlSeconds: config.cacheSeconds });
+}
+
+async function defaultAzureCredential(): Promise<TokenCredential> {
+  const { DefaultAzureCredential } = await import('@azure/identity');
+  return new DefaultAzureCredential();
+}

@@ -1,0 +1,83 @@
+import { getCACertificates } from 'node:tls';
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer/lib/smtp-pool';
+import type { RelayConfig } from '../config.ts';
+import type { ReusableToken, TokenRequestOptions } from '../tokens/accessToken.ts';
+
+/**
+ * One pooled nodemailer transport per sender mailbox, created on first use and reused across sends.
+ * Exchange Online allows at most 3 concurrent SMTP AUTH connections per mailbox (432 4.3.2 beyond), so the
+ * pool never opens more than the configured maximum; further sends queue inside nodemailer's pool.
+ * Each new connection asks the relay's token cache for a token through nodemailer's provisionCallback.
+ */
+export type MailboxTokenProvider = (mailbox: string, options: TokenRequestOptions) => Promise<ReusableToken>;
+
+export type MailboxTransport = Transporter<SMTPPoolSentMessageInfo, SMTPPoolOptions>;
+
+export interface MailboxTransports {
+  transportFor(mailbox: string): MailboxTransport;
+  /** Closes every pooled connection; used at shutdown and by tests. */
+  closeAll(): void;
+}
+
+export function createMailboxTransports(
+  smtp: RelayConfig['smtp'],
+  tokens: MailboxTokenProvider,
+): MailboxTransports {
+  const transports = new Map<string, MailboxTransport>();
+  // Only when an extra CA is configured do we pass `ca`, which replaces Node's default trust store: keep the
+  // defaults in it so Exchange's public chain still verifies.
+  const trustedCa =
+    smtp.extraCaPem === undefined ? undefined : [...getCACertificates('default'), smtp.extraCaPem];
+
+  function createTransport(mailbox: string): MailboxTransport {
+    return nodemailer.createTransport({
+      pool: true,
+      maxConnections: smtp.maxConnectionsPerMailbox,
+      maxMessages: 100,
+      host: smtp.host,
+      port: smtp.port,
+      secure: false,
+      // Never send a message or a token over a connection that did not upgrade to TLS.
+      requireTLS: true,
+      tls: {
+        minVersion: 'TLSv1.2',
+        rejectUnauthorized: true,
+        servername: smtp.host,
+        ...(trustedCa === undefined ? {} : { ca: trustedCa }),
+      },
+      connectionTimeout: smtp.timeoutSeconds * 1000,
+      greetingTimeout: smtp.timeoutSeconds * 1000,
+      socketTimeout: smtp.timeoutSeconds * 1000,
+      disableFileAccess: true,
+      disableUrlAccess: true,
+      auth: {
+        type: 'OAuth2',
+        user: mailbox,
+        provisionCallback: (_user, renew, callback) => {
+          tokens(mailbox, { forceRefresh: renew }).then(
+            // Passing the expiry matters: without it nodemailer keeps a token forever.
+            (token) => callback(null, token.accessToken, token.renewAfter.getTime()),
+            (error: Error) => callback(error),
+          );
+        },
+      },
+    });
+  }
+
+  return {
+    transportFor(mailbox) {
+      const key = mailbox.toLowerCase();
+      let transport = transports.get(key);
+      if (transport === undefined) {
+        transport = createTransport(key);
+        transports.set(key, transport);
+      }
+      return transport;
+    },
+    closeAll() {
+      for (const transport of transports.values()) transport.close();
+      transports.clear();
+    },
+  };
+}

@@ -1,0 +1,188 @@
+import { RelayError } from '../errors.ts';
+
+/**
+ * Turns what Entra ID (through MSAL) answered into errors a person can act on. MSAL 7 no longer re-exports
+ * msal-common's classes and a bare `invalid_grant` arrives as a ServerError, so classification is by the
+ * AADSTS code in the message and by `errorCode` strings, never by `instanceof`.
+ * Codes: https://learn.microsoft.com/entra/identity-platform/reference-error-codes
+ */
+interface AadstsRule {
+  codes: number[];
+  code: string;
+  meaning: string;
+  remedy: string;
+  /** Needs the mailbox owner (or an admin) to sign in again through /api/oauth/start. */
+  needsConsent?: boolean;
+}
+
+export const aadstsRules: AadstsRule[] = [
+  {
+    codes: [7000215],
+    code: 'client_secret_invalid',
+    meaning: 'Entra ID rejected the client secret',
+    remedy:
+      'Store the current client secret value (not its id) of the app registration in the secret store under RELAY_CLIENT_SECRET_NAME.',
+  },
+  {
+    codes: [7000222],
+    code: 'client_secret_expired',
+    meaning: 'the client secret has expired',
+    remedy:
+      'Create a new client secret under the app registration > Certificates & secrets and store it under RELAY_CLIENT_SECRET_NAME, or switch to a certificate or a federated credential.',
+  },
+  {
+    codes: [700027, 700024, 1000502],
+    code: 'client_certificate_invalid',
+    meaning: 'Entra ID did not accept the certificate assertion',
+    remedy:
+      'Upload the public certificate to the app registration > Certificates & secrets, and store the matching PEM private key and certificate under RELAY_CLIENT_CERTIFICATE_NAME.',
+  },
+  {
+    codes: [700016],
+    code: 'app_not_found',
+    meaning: 'no application with this client id exists in the tenant',
+    remedy: 'Check RELAY_CLIENT_ID and RELAY_TENANT_ID against the app registration overview page.',
+  },
+  {
+    codes: [90002, 900023, 90072],
+    code: 'tenant_not_found',
+    meaning: 'the tenant was not found',
+    remedy: 'Check RELAY_TENANT_ID (the Directory (tenant) ID) and RELAY_AUTHORITY_HOST for national clouds.',
+  },
+  {
+    codes: [7000112],
+    code: 'app_disabled',
+    meaning: 'the application is disabled in the tenant',
+    remedy: 'Enable the Enterprise Application (Properties > Enabled for users to sign in).',
+  },
+  {
+    codes: [70011, 1002012, 500011],
+    code: 'scope_invalid',
+    meaning: 'the requested scope or resource is not valid for this tenant',
+    remedy:
+      'Use RELAY_SMTP_SCOPE https://outlook.office365.com/.default for app-only sending (national clouds use their own Exchange resource).',
+  },
+  {
+    codes: [65001],
+    code: 'consent_missing',
+    meaning: 'the permission was never consented',
+    remedy:
+      'Grant admin consent for the SMTP permission (SMTP.SendAsApp for app-only, SMTP.Send for delegated) under API permissions.',
+    needsConsent: true,
+  },
+  {
+    codes: [700082, 70008],
+    code: 'refresh_token_expired',
+    meaning: 'the refresh token expired after 90 days without use',
+    remedy: 'Connect the mailbox again: open /api/oauth/start?mailbox=<address> and sign in as the mailbox.',
+    needsConsent: true,
+  },
+  {
+    codes: [50173, 70000],
+    code: 'refresh_token_revoked',
+    meaning: "the grant was revoked (password reset or the user's sessions were revoked)",
+    remedy: 'Connect the mailbox again: open /api/oauth/start?mailbox=<address> and sign in as the mailbox.',
+    needsConsent: true,
+  },
+  {
+    codes: [50076, 50079, 50074],
+    code: 'mfa_required',
+    meaning: 'multi-factor authentication is now required',
+    remedy: 'Connect the mailbox again and complete MFA, or exclude the relay app from the MFA policy.',
+    needsConsent: true,
+  },
+  {
+    codes: [70043, 53003, 530035],
+    code: 'conditional_access_blocked',
+    meaning: 'a Conditional Access policy or security defaults blocked the token',
+    remedy:
+      'Adjust the Conditional Access policy (sign-in frequency, location) for the relay app, then connect the mailbox again.',
+    needsConsent: true,
+  },
+];
+
+interface MsalLikeError {
+  errorCode?: unknown;
+  errorMessage?: unknown;
+  message?: unknown;
+  subError?: unknown;
+  correlationId?: unknown;
+  status?: unknown;
+}
+
+export function aadstsCodeOf(error: unknown): number | undefined {
+  const candidate = error as MsalLikeError | null;
+  const text = `${String(candidate?.errorMessage ?? '')} ${String(candidate?.message ?? '')}`;
+  const match = /AADSTS(\d{4,8})/.exec(text);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+export function needsConsent(error: RelayError): boolean {
+  return (
+    aadstsRules.some((rule) => rule.code === error.code && rule.needsConsent === true) ||
+    error.code === 'consent_required'
+  );
+}
+
+export function mapIdentityError(error: unknown, context: { authorityHost: string }): RelayError {
+  if (error instanceof RelayError) return error;
+  const candidate = error as MsalLikeError | null;
+  const errorCode = String(candidate?.errorCode ?? '');
+  const aadsts = aadstsCodeOf(error);
+  const correlationId = typeof candidate?.correlationId === 'string' ? candidate.correlationId : undefined;
+  const details = {
+    ...(aadsts === undefined ? {} : { aadsts: `AADSTS${aadsts}` }),
+    ...(errorCode === '' ? {} : { identityError: errorCode }),
+    ...(correlationId === undefined ? {} : { correlationId }),
+  };
+  const rule = aadsts === undefined ? undefined : aadstsRules.find((entry) => entry.codes.includes(aadsts));
+  if (rule !== undefined) {
+    return new RelayError({
+      code: rule.code,
+      status: 502,
+      message: `Token request refused: ${rule.meaning} (AADSTS${aadsts}).`,
+      remedy: rule.remedy,
+      details,
+    });
+  }
+  const status = typeof candidate?.status === 'number' ? candidate.status : undefined;
+  const unreachable = [
+    'network_error',
+    'endpoints_resolution_error',
+    'openid_config_error',
+    'temporarily_unavailable',
+  ];
+  if (unreachable.includes(errorCode) || (status !== undefined && (status >= 500 || status === 429))) {
+    return new RelayError({
+      code: 'identity_unavailable',
+      status: 503,
+      message: `The identity provider at ${context.authorityHost} could not issue a token right now.`,
+      remedy: 'Retry later; check outbound HTTPS to the authority host from the Function App.',
+      retryAfterSeconds: 30,
+      transient: true,
+      details,
+    });
+  }
+  if (
+    errorCode === 'invalid_grant' ||
+    errorCode === 'interaction_required' ||
+    errorCode === 'no_tokens_found'
+  ) {
+    return new RelayError({
+      code: 'consent_required',
+      status: 502,
+      message: `The stored sign-in can no longer be used${aadsts === undefined ? '' : ` (AADSTS${aadsts})`}.`,
+      remedy:
+        'Connect the mailbox again: open /api/oauth/start?mailbox=<address> and sign in as the mailbox.',
+      details,
+    });
+  }
+  return new RelayError({
+    code: 'token_request_failed',
+    status: 502,
+    message: `Token request failed${aadsts === undefined ? '' : ` (AADSTS${aadsts})`}${errorCode === '' ? '' : ` [${errorCode}]`}.`,
+    remedy:
+      'Check RELAY_TENANT_ID, RELAY_CLIENT_ID and the credential in the secret store; the AADSTS code explains the cause.',
+    details,
+  });
+}

@@ -1,0 +1,75 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, settingDefaults, settingNames } from '../../shared/config.ts';
+
+const sample = JSON.parse(readFileSync(new URL('../../local.settings.sample.json', import.meta.url), 'utf8')) as {
+  Values: Record<string, string>;
+};
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('configuration', () => {
+  it('starts on embedded defaults with no settings at all', () => {
+    const config = loadConfig({});
+    expect(config.smtp).toMatchObject({ host: 'smtp.office365.com', port: 587, maxConnectionsPerMailbox: 3 });
+    expect(config.smtp.scope).toBe('https://outlook.office365.com/.default');
+    expect(config.identity.authorityHost).toBe('https://login.microsoftonline.com');
+    expect(config.secrets.keyVaultUrl).toBeUndefined();
+    expect(config.callers).toEqual([]);
+  });
+
+  it('loads the sample settings file as it is', () => {
+    expect(() => loadConfig(sample.Values)).not.toThrow();
+  });
+
+  it('lists every setting in local.settings.sample.json and in the README, and nothing else', () => {
+    const sampleRelaySettings = Object.keys(sample.Values).filter((name) => name.startsWith('RELAY_'));
+    expect(new Set(sampleRelaySettings)).toEqual(new Set(settingNames));
+    for (const name of settingNames) expect(readme, `README documents ${name}`).toContain(`\`${name}\``);
+  });
+
+  it('never uses names that @azure/identity reads itself', () => {
+    for (const name of settingNames) expect(name.startsWith('AZURE_')).toBe(false);
+  });
+
+  it('names each bad setting and why', () => {
+    const problems = problemsOf({
+      RELAY_SMTP_PORT: 'smtp',
+      RELAY_AUTHORITY_HOST: 'http://login.example',
+      RELAY_SMTP_MAX_CONNECTIONS: '5',
+      RELAY_CALLERS: '{not json',
+    });
+    expect(problems.join('\n')).toMatch(/RELAY_SMTP_PORT/);
+    expect(problems.join('\n')).toMatch(/RELAY_AUTHORITY_HOST: must be an https:\/\/ URL/);
+    expect(problems.join('\n')).toMatch(/RELAY_SMTP_MAX_CONNECTIONS/);
+    expect(problems.join('\n')).toMatch(/RELAY_CALLERS: must be a JSON array/);
+  });
+
+  it('points at the exact caller rule that is wrong', () => {
+    const problems = problemsOf({
+      RELAY_CALLERS: JSON.stringify([{ name: 'billing', keySha256: 'abc', senders: ['billing@contoso.com'] }]),
+    });
+    expect(problems).toEqual([expect.stringMatching(/^RELAY_CALLERS at 0\.keySha256: must be the hex SHA-256/)]);
+  });
+
+  it('refuses an extra CA file that cannot be read', () => {
+    expect(problemsOf({ RELAY_SMTP_EXTRA_CA: '/nonexistent/ca.pem' })).toEqual([
+      expect.stringContaining('RELAY_SMTP_EXTRA_CA: cannot read the file /nonexistent/ca.pem'),
+    ]);
+  });
+
+  it('keeps defaults in one place', () => {
+    for (const [name, value] of Object.entries(settingDefaults)) {
+      if (name !== 'RELAY_CALLERS') expect(sample.Values[name], name).toBe(value);
+    }
+  });
+});
