@@ -1,0 +1,310 @@
+import type { HttpResponseInit } from '@azure/functions';
+import { simpleParser } from 'mailparser';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createSendHandler } from '../../functions/send.ts';
+import { createTestCertificate } from '../peers/testCertificate.ts';
+import { startSmtpPeer } from '../peers/smtpPeer.ts';
+import { appClientSecret, capturingContext, jsonRequest, type RelayHarness, startRelayHarness } from '../support/relayHarness.ts';
+
+const sendUrl = 'http://localhost:7071/api/send';
+let harness: RelayHarness;
+let handler: ReturnType<typeof createSendHandler>;
+const allLogLines: string[] = [];
+const allResponseBodies: string[] = [];
+
+const alertsKey = { 'x-relay-key': 'caller-key-alerts-0123456789' };
+
+async function post(body: unknown, headers: Record<string, string> = alertsKey): Promise<HttpResponseInit & { body: Record<string, unknown> }> {
+  const { context, lines } = capturingContext();
+  const response = await handler(jsonRequest(sendUrl, body, headers), context);
+  allLogLines.push(...lines);
+  allResponseBodies.push(JSON.stringify(response.jsonBody));
+  return { ...response, body: response.jsonBody as Record<string, unknown> };
+}
+
+function errorOf(response: { body: Record<string, unknown> }): { code: string; message: string; remedy?: string; details?: unknown } {
+  return response.body.error as { code: string; message: string; remedy?: string };
+}
+
+const simpleMessage = { from: 'alerts@contoso.com', to: 'ops@contoso.com', subject: 'Disk full', text: 'sda1 at 97%' };
+
+beforeAll(async () => {
+  harness = await startRelayHarness();
+  handler = createSendHandler(async () => harness.runtime);
+});
+
+afterAll(async () => {
+  await harness?.close();
+});
+
+beforeEach(async () => {
+  // Every test starts without pooled connections, so scripted AUTH replies meet a fresh login.
+  harness.runtime.transports.closeAll();
+  await harness.smtp.waitForNoOpenConnections();
+  harness.smtp.reset();
+});
+
+describe('POST /api/send', () => {
+  it('delivers html, text, cc, bcc and an inline image intact', async () => {
+    const png = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex');
+    const response = await post({
+      from: { address: 'alerts@contoso.com', name: 'Contoso Alerts' },
+      to: ['"Ops Team" <ops@contoso.com>'],
+      cc: { address: 'lead@contoso.com', name: 'Team Lead' },
+      bcc: 'audit@contoso.com',
+      replyTo: 'noreply@contoso.com',
+      subject: 'Disk full on srv-01 – Grüße',
+      text: 'sda1 is at 97%',
+      html: '<p>sda1 is at <b>97%</b> <img src="cid:chart@relay"></p>',
+      attachments: [{ filename: 'chart.png', contentType: 'image/png', content: png.toString('base64'), contentId: 'chart@relay' }],
+      headers: { 'X-Ticket': 'INC-4711' },
+      priority: 'high',
+    });
+
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({
+      sender: 'alerts@contoso.com',
+      accepted: ['ops@contoso.com', 'lead@contoso.com', 'audit@contoso.com'],
+      rejected: [],
+    });
+    expect(response.body.messageId).toMatch(/^<.+@.+>$/);
+    expect(response.body.response).toMatch(/^250 /);
+
+    const [received] = await harness.smtp.waitForMessages(1);
+    expect(received?.authUser).toBe('alerts@contoso.com');
+    expect(received?.envelopeFrom).toBe('alerts@contoso.com');
+    expect(received?.envelopeTo).toEqual(['ops@contoso.com', 'lead@contoso.com', 'audit@contoso.com']);
+    const mail = await simpleParser(received?.raw ?? Buffer.alloc(0));
+    expect(mail.from?.value).toEqual([{ address: 'alerts@contoso.com', name: 'Contoso Alerts' }]);
+    expect(mail.subject).toBe('Disk full on srv-01 – Grüße');
+    expect(mail.text?.trim()).toBe('sda1 is at 97%');
+    expect(mail.html).toContain('<b>97%</b>');
+    expect(mail.headers.get('bcc')).toBeUndefined();
+    expect(mail.headers.get('x-ticket')).toBe('INC-4711');
+    expect(received?.raw.toString()).toMatch(/^X-Priority: 1 \(Highest\)\r$/m);
+    expect(received?.raw.toString()).toMatch(/^Importance: High\r$/m);
+    expect(mail.messageId).toBe(response.body.messageId);
+    const [image] = mail.attachments;
+    expect(image?.cid).toBe('chart@relay');
+    expect(image?.contentType).toBe('image/png');
+    expect(image?.content.equals(png)).toBe(true);
+  });
+
+  it('shares one token request among 100 concurrent sends and never opens more than 3 connections', async () => {
+    harness.runtime.close();
+    const before = harness.identity.tokenRequests.filter((request) => request.grantType === 'client_credentials').length;
+    // A fresh runtime has an empty token cache: every one of the 100 sends needs a token at once.
+    const { createRuntime } = await import('../../shared/runtime.ts');
+    const freshRuntime = createRuntime(harness.config, harness.secrets);
+    const freshHandler = createSendHandler(async () => freshRuntime);
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, async (_, index) => {
+        const { context } = capturingContext();
+        return freshHandler(jsonRequest(sendUrl, { ...simpleMessage, subject: `burst ${index}` }, alertsKey), context);
+      }),
+    );
+    freshRuntime.close();
+    expect(responses.map((response) => response.status)).toEqual(Array(100).fill(200));
+    const after = harness.identity.tokenRequests.filter((request) => request.grantType === 'client_credentials').length;
+    expect(after - before).toBe(1);
+    const received = await harness.smtp.waitForMessages(100);
+    expect(new Set(received.map((message) => message.raw.toString().match(/Subject: (burst \d+)/)?.[1])).size).toBe(100);
+    expect(harness.smtp.peakOpenConnectionsByUser.get('alerts@contoso.com')).toBeLessThanOrEqual(3);
+  });
+
+  it('refuses a caller that was not granted the sender, before any SMTP connection', async () => {
+    const response = await post({ ...simpleMessage, from: 'ceo@contoso.com' });
+    expect(response.status).toBe(403);
+    expect(errorOf(response)).toMatchObject({ code: 'sender_not_allowed' });
+    expect(errorOf(response).message).toContain('ceo@contoso.com');
+    expect(harness.smtp.connectionCount).toBe(0);
+  });
+
+  it('lets a caller use a sender granted by domain', async () => {
+    const response = await post({ ...simpleMessage, from: 'status@notify.contoso.com' });
+    expect(response.status).toBe(200);
+    const [received] = await harness.smtp.waitForMessages(1);
+    expect(received?.authUser).toBe('status@notify.contoso.com');
+  });
+
+  it.each([
+    ['no key', {}, 'caller_key_missing'],
+    ['an unknown key', { 'x-relay-key': 'guessed-key' }, 'caller_key_invalid'],
+  ])('answers 401 to a request with %s', async (_label, headers, code) => {
+    const response = await post(simpleMessage, headers);
+    expect(response.status).toBe(401);
+    expect(errorOf(response).code).toBe(code);
+    expect(harness.smtp.connectionCount).toBe(0);
+  });
+
+  it.each([
+    ['the subject', { subject: 'Hello\r\nBcc: victim@example.com' }],
+    ['a recipient name', { to: { address: 'ops@contoso.com', name: 'Ops\r\nBcc: victim@example.com' } }],
+    ['a recipient string', { to: 'ops@contoso.com\nBcc: victim@example.com' }],
+    ['a custom header', { headers: { 'X-Ticket': 'a\r\nBcc: victim@example.com' } }],
+    ['the sender name', { from: { address: 'alerts@contoso.com', name: 'A\rB' } }],
+    ['a reply-to address', { replyTo: 'x@contoso.com\r\nBcc: victim@example.com' }],
+  ])('rejects CR/LF injection in %s with 400 and sends nothing', async (_label, override) => {
+    const response = await post({ ...simpleMessage, ...override });
+    expect(response.status).toBe(400);
+    expect(errorOf(response).code).toBe('invalid_request');
+    expect(harness.smtp.connectionCount).toBe(0);
+  });
+
+  it('names every invalid field in a 400', async () => {
+    const response = await post({ from: 'alerts@contoso.com', to: [{ address: 'nope' }], subject: 1, headers: { Received: 'x' } });
+    expect(response.status).toBe(400);
+    const fields = (errorOf(response).details as { field: string }[]).map((problem) => problem.field);
+    expect(fields).toEqual(expect.arrayContaining(['to[0].address', 'subject', 'headers.Received']));
+  });
+
+  it('answers malformed JSON and non-JSON bodies with 4xx', async () => {
+    const malformed = await post('{"from": "alerts@contoso.com",');
+    expect(malformed.status).toBe(400);
+    expect(errorOf(malformed).code).toBe('invalid_json');
+    const { context } = capturingContext();
+    const form = await handler(jsonRequest(sendUrl, 'a=b', { ...alertsKey, 'content-type': 'application/x-www-form-urlencoded' }), context);
+    expect(form.status).toBe(415);
+  });
+
+  it('refuses a message over the size limit with 413 and sends nothing', async () => {
+    const small = await startRelayHarness({ settings: { RELAY_MAX_MESSAGE_BYTES: '20000' } });
+    try {
+      const smallHandler = createSendHandler(async () => small.runtime);
+      const { context } = capturingContext();
+      const content = Buffer.alloc(30_000, 7).toString('base64');
+      const response = await smallHandler(
+        jsonRequest(sendUrl, { ...simpleMessage, attachments: [{ filename: 'big.bin', content }] }, alertsKey),
+        context,
+      );
+      expect(response.status).toBe(413);
+      expect(small.smtp.connectionCount).toBe(0);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('Exchange replies become errors a person can act on', () => {
+  const cases = [
+    { stage: 'auth', code: 535, text: '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled', status: 502, error: 'smtp_auth_disabled', remedy: /Set-CASMailbox/ },
+    { stage: 'auth', code: 535, text: '5.7.139 Authentication unsuccessful, user is locked by your organization\'s security defaults policy.', status: 502, error: 'smtp_auth_blocked_by_security_defaults', remedy: /security defaults/ },
+    { stage: 'mail', code: 530, text: '5.7.57 Client not authenticated to send mail.', status: 502, error: 'smtp_not_authenticated', remedy: /smtp\.office365\.com/ },
+    { stage: 'data', code: 554, text: '5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception', status: 502, error: 'send_as_denied', remedy: /Add-RecipientPermission/ },
+    { stage: 'mail', code: 550, text: '5.7.60 SMTP; Client does not have permissions to send as this sender', status: 502, error: 'send_as_denied', remedy: /SendAs/ },
+    { stage: 'mail', code: 430, text: '4.2.0 STOREDRV; mailbox logon failure', status: 502, error: 'mailbox_logon_failed', remedy: /New-ServicePrincipal/ },
+    { stage: 'mail', code: 432, text: '4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending', status: 503, error: 'smtp_throttled', remedy: /Retry/, retryAfter: '60' },
+    { stage: 'data', code: 451, text: '4.7.0 Temporary server error. Please try again later', status: 503, error: 'smtp_transient', remedy: /Retry/, retryAfter: '30' },
+    { stage: 'data', code: 554, text: '5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException', status: 429, error: 'recipient_quota_exceeded', remedy: /Wait/, retryAfter: '3600' },
+    { stage: 'data', code: 550, text: '5.1.8 Access denied, bad outbound sender', status: 502, error: 'sender_restricted', remedy: /Restricted entities/ },
+  ] as const;
+
+  it.each(cases)('$code $text -> $status $error', async (scenario) => {
+    harness.smtp.replyNext({ stage: scenario.stage, code: scenario.code, message: scenario.text });
+    const response = await post(simpleMessage);
+    expect(response.status).toBe(scenario.status);
+    expect(errorOf(response).code).toBe(scenario.error);
+    expect(errorOf(response).remedy).toMatch(scenario.remedy);
+    expect(errorOf(response).details).toMatchObject({ smtpCode: scenario.code, mailbox: 'alerts@contoso.com' });
+    if ('retryAfter' in scenario) expect(response.headers).toMatchObject({ 'Retry-After': scenario.retryAfter });
+    expect(harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('fetches one fresh token after 535 5.7.3 and delivers on the retry', async () => {
+    const tokenRequestsBefore = harness.identity.tokenRequests.length;
+    harness.smtp.replyNext({ stage: 'auth', code: 535, message: '5.7.3 Authentication unsuccessful' });
+    const response = await post(simpleMessage);
+    expect(response.status).toBe(200);
+    expect(harness.identity.tokenRequests.length - tokenRequestsBefore).toBe(1);
+    expect(await harness.smtp.waitForMessages(1)).toHaveLength(1);
+  });
+
+  it('gives up after the fresh token is rejected too, with the Exchange-side remedy', async () => {
+    harness.smtp.replyNext({ stage: 'auth', code: 535, message: '5.7.3 Authentication unsuccessful', times: 2 });
+    const response = await post(simpleMessage);
+    expect(response.status).toBe(502);
+    expect(errorOf(response).code).toBe('smtp_auth_rejected');
+    expect(errorOf(response).remedy).toMatch(/Add-MailboxPermission/);
+    expect(harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('reports all recipients rejected with 422 and the addresses', async () => {
+    harness.smtp.replyNext({ stage: 'rcpt', code: 550, message: '5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup' });
+    const response = await post(simpleMessage);
+    expect(response.status).toBe(422);
+    expect(errorOf(response).code).toBe('recipients_rejected');
+    expect(errorOf(response).message).toContain('ops@contoso.com');
+  });
+});
+
+describe('identity and TLS failures', () => {
+  it('says the client secret is wrong when Entra ID answers AADSTS7000215', async () => {
+    const broken = await startRelayHarness({ storeClientSecret: false });
+    try {
+      await broken.secrets.setSecret(broken.config.identity.clientSecretName, 'stale-secret-value');
+      const brokenHandler = createSendHandler(async () => broken.runtime);
+      const { context, lines } = capturingContext();
+      const response = await brokenHandler(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
+      expect(response.status).toBe(502);
+      const error = (response.jsonBody as { error: { code: string; message: string; remedy: string } }).error;
+      expect(error.code).toBe('client_secret_invalid');
+      expect(error.message).toContain('AADSTS7000215');
+      expect(error.remedy).toContain('RELAY_CLIENT_SECRET_NAME');
+      expect(JSON.stringify(response.jsonBody) + lines.join('\n')).not.toContain('stale-secret-value');
+      expect(broken.smtp.connectionCount).toBe(0);
+    } finally {
+      await broken.close();
+    }
+  });
+
+  it('says where to put the secret when none is stored', async () => {
+    const empty = await startRelayHarness({ storeClientSecret: false });
+    try {
+      const emptyHandler = createSendHandler(async () => empty.runtime);
+      const { context } = capturingContext();
+      const response = await emptyHandler(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
+      expect(response.status).toBe(500);
+      expect((response.jsonBody as { error: { code: string; remedy: string } }).error).toMatchObject({
+        code: 'client_credential_missing',
+        remedy: expect.stringContaining('relay-client-secret'),
+      });
+    } finally {
+      await empty.close();
+    }
+  });
+
+  it('refuses an untrusted SMTP certificate, and trusts it once given as RELAY_SMTP_EXTRA_CA', async () => {
+    const inspectingProxyCertificate = await createTestCertificate({ commonName: 'inspecting-proxy' });
+    const proxiedSmtp = await startSmtpPeer({ certificate: inspectingProxyCertificate });
+    const untrusted = await startRelayHarness({ settings: { RELAY_SMTP_PORT: String(proxiedSmtp.port) } });
+    const trusted = await startRelayHarness({
+      settings: { RELAY_SMTP_PORT: String(proxiedSmtp.port), RELAY_SMTP_EXTRA_CA: inspectingProxyCertificate.cert },
+    });
+    try {
+      const { context } = capturingContext();
+      const refused = await createSendHandler(async () => untrusted.runtime)(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
+      expect(refused.status).toBe(502);
+      expect((refused.jsonBody as { error: { code: string; remedy: string } }).error).toMatchObject({
+        code: 'smtp_certificate_untrusted',
+        remedy: expect.stringContaining('RELAY_SMTP_EXTRA_CA'),
+      });
+      expect(proxiedSmtp.messages).toHaveLength(0);
+      const accepted = await createSendHandler(async () => trusted.runtime)(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
+      expect(accepted.status).toBe(200);
+      expect(await proxiedSmtp.waitForMessages(1)).toHaveLength(1);
+    } finally {
+      await Promise.all([untrusted.close(), trusted.close()]);
+      await proxiedSmtp.close();
+    }
+  });
+});
+
+describe('secrets stay secret', () => {
+  it('never puts the client secret, an access token or a caller key in logs or responses', () => {
+    const everything = [...allLogLines, ...allResponseBodies].join('\n');
+    expect(allResponseBodies.length).toBeGreaterThan(20);
+    expect(everything).not.toContain(appClientSecret);
+    expect(everything).not.toContain('caller-key-alerts-0123456789');
+    for (const token of harness.identity.issuedAccessTokens.keys()) expect(everything).not.toContain(token);
+  });
+});
