@@ -1,4 +1,4 @@
-import type { HttpHandler, HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { ensureRelayError, RelayError, toErrorBody } from '../shared/errors.ts';
 import { redactSecrets } from '../shared/redact.ts';
 
@@ -6,7 +6,12 @@ import { redactSecrets } from '../shared/redact.ts';
  * The HTTP edge shared by every function: RelayErrors become their JSON body, status and Retry-After;
  * anything else is logged (redacted) and answered with a bare 500. Request bodies are never logged.
  */
-export function withErrors(handler: HttpHandler): HttpHandler {
+export type RelayHttpHandler = (
+  request: HttpRequest,
+  context: InvocationContext,
+) => Promise<HttpResponseInit>;
+
+export function withErrors(handler: RelayHttpHandler): RelayHttpHandler {
   return async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
     try {
       return await handler(request, context);

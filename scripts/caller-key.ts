@@ -16,7 +16,10 @@ const apiKey = randomBytes(32).toString('base64url');
 const rule = {
   name: values.name,
   keySha256: hashCallerKey(apiKey),
-  senders: values.senders.split(',').map((sender) => sender.trim()).filter((sender) => sender !== ''),
+  senders: values.senders
+    .split(',')
+    .map((sender) => sender.trim())
+    .filter((sender) => sender !== ''),
 };
 console.log(`API key for ${values.name} (give it to the app; it is not stored anywhere):\n  ${apiKey}\n`);
 console.log(`Add this entry to the RELAY_CALLERS JSON array:\n  ${JSON.stringify(rule)}`);

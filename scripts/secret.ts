@@ -15,19 +15,23 @@ const { positionals, values } = parseArgs({
 const [command, name] = positionals;
 
 const localSettings = existsSync('local.settings.json')
-  ? ((JSON.parse(readFileSync('local.settings.json', 'utf8')) as { Values?: Record<string, string> }).Values ?? {})
+  ? ((JSON.parse(readFileSync('local.settings.json', 'utf8')) as { Values?: Record<string, string> })
+      .Values ?? {})
   : {};
 const config = loadConfig({ ...localSettings, ...process.env });
 const store = await createSecretStore(config.secrets);
 const where = config.secrets.keyVaultUrl ?? config.secrets.localSecretsPath;
 
 if (command === 'set' && name !== undefined) {
-  const value = (values.file === undefined ? readFileSync(0, 'utf8') : readFileSync(values.file, 'utf8')).trim();
+  const value = (
+    values.file === undefined ? readFileSync(0, 'utf8') : readFileSync(values.file, 'utf8')
+  ).trim();
   if (value === '') {
     console.error('No value given: pipe it on stdin or name a --file.');
     process.exit(2);
   }
-  const contentType = values['content-type'] ?? (value.includes('-----BEGIN') ? 'application/x-pem-file' : undefined);
+  const contentType =
+    values['content-type'] ?? (value.includes('-----BEGIN') ? 'application/x-pem-file' : undefined);
   await store.setSecret(name, value, contentType === undefined ? {} : { contentType });
   console.log(`Stored ${name} (${value.length} characters) in ${where}.`);
 } else if (command === 'list') {

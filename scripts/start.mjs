@@ -15,7 +15,9 @@ function findFunc() {
 
 if (!existsSync(join(root, 'local.settings.json'))) {
   copyFileSync(join(root, 'local.settings.sample.json'), join(root, 'local.settings.json'));
-  console.log('Created local.settings.json from local.settings.sample.json (embedded defaults; edit it to connect your tenant).');
+  console.log(
+    'Created local.settings.json from local.settings.sample.json (embedded defaults; edit it to connect your tenant).',
+  );
 }
 
 const func = findFunc();

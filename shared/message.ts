@@ -85,7 +85,8 @@ const addressString = headerText(20_000).transform((value, ctx): MailAddress[] =
 function parseWith<T>(schema: z.ZodType<T>, value: unknown, ctx: z.RefinementCtx): T | typeof z.NEVER {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  for (const issue of result.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  for (const issue of result.error.issues)
+    ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
   return z.NEVER;
 }
 
@@ -93,7 +94,8 @@ const objectAddress = addressObject.transform((entry) => [toMailAddress(entry)])
 
 function parseOneAddress(value: unknown, ctx: z.RefinementCtx): MailAddress[] | typeof z.NEVER {
   if (typeof value === 'string') return parseWith(addressString, value, ctx);
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return parseWith(objectAddress, value, ctx);
+  if (typeof value === 'object' && value !== null && !Array.isArray(value))
+    return parseWith(objectAddress, value, ctx);
   ctx.addIssue({ code: 'custom', message: 'must be an address string or an {address, name} object' });
   return z.NEVER;
 }

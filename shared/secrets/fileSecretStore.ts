@@ -81,9 +81,9 @@ export function createFileSecretStore(path: string): SecretStore {
       const entry = file.secrets[name];
       return entry === undefined ? undefined : { ...toProperties(name, entry), value: entry.value };
     },
-    setSecret(name: string, value: string, options: SetSecretOptions = {}): Promise<void> {
+    async setSecret(name: string, value: string, options: SetSecretOptions = {}): Promise<void> {
       assertValidName(name);
-      return exclusive(async () => {
+      await exclusive(async () => {
         const file = await load();
         file.secrets[name] = {
           value,

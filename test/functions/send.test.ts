@@ -2,9 +2,15 @@ import type { HttpResponseInit } from '@azure/functions';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSendHandler } from '../../functions/send.ts';
-import { createTestCertificate } from '../peers/testCertificate.ts';
 import { startSmtpPeer } from '../peers/smtpPeer.ts';
-import { appClientSecret, capturingContext, jsonRequest, type RelayHarness, startRelayHarness } from '../support/relayHarness.ts';
+import { createTestCertificate } from '../peers/testCertificate.ts';
+import {
+  appClientSecret,
+  capturingContext,
+  jsonRequest,
+  type RelayHarness,
+  startRelayHarness,
+} from '../support/relayHarness.ts';
 
 const sendUrl = 'http://localhost:7071/api/send';
 let harness: RelayHarness;
@@ -14,7 +20,10 @@ const allResponseBodies: string[] = [];
 
 const alertsKey = { 'x-relay-key': 'caller-key-alerts-0123456789' };
 
-async function post(body: unknown, headers: Record<string, string> = alertsKey): Promise<HttpResponseInit & { body: Record<string, unknown> }> {
+async function post(
+  body: unknown,
+  headers: Record<string, string> = alertsKey,
+): Promise<Omit<HttpResponseInit, 'body'> & { body: Record<string, unknown> }> {
   const { context, lines } = capturingContext();
   const response = await handler(jsonRequest(sendUrl, body, headers), context);
   allLogLines.push(...lines);
@@ -22,11 +31,21 @@ async function post(body: unknown, headers: Record<string, string> = alertsKey):
   return { ...response, body: response.jsonBody as Record<string, unknown> };
 }
 
-function errorOf(response: { body: Record<string, unknown> }): { code: string; message: string; remedy?: string; details?: unknown } {
+function errorOf(response: { body: Record<string, unknown> }): {
+  code: string;
+  message: string;
+  remedy?: string;
+  details?: unknown;
+} {
   return response.body.error as { code: string; message: string; remedy?: string };
 }
 
-const simpleMessage = { from: 'alerts@contoso.com', to: 'ops@contoso.com', subject: 'Disk full', text: 'sda1 at 97%' };
+const simpleMessage = {
+  from: 'alerts@contoso.com',
+  to: 'ops@contoso.com',
+  subject: 'Disk full',
+  text: 'sda1 at 97%',
+};
 
 beforeAll(async () => {
   harness = await startRelayHarness();
@@ -56,7 +75,14 @@ describe('POST /api/send', () => {
       subject: 'Disk full on srv-01 – Grüße',
       text: 'sda1 is at 97%',
       html: '<p>sda1 is at <b>97%</b> <img src="cid:chart@relay"></p>',
-      attachments: [{ filename: 'chart.png', contentType: 'image/png', content: png.toString('base64'), contentId: 'chart@relay' }],
+      attachments: [
+        {
+          filename: 'chart.png',
+          contentType: 'image/png',
+          content: png.toString('base64'),
+          contentId: 'chart@relay',
+        },
+      ],
       headers: { 'X-Ticket': 'INC-4711' },
       priority: 'high',
     });
@@ -92,7 +118,9 @@ describe('POST /api/send', () => {
 
   it('shares one token request among 100 concurrent sends and never opens more than 3 connections', async () => {
     harness.runtime.close();
-    const before = harness.identity.tokenRequests.filter((request) => request.grantType === 'client_credentials').length;
+    const before = harness.identity.tokenRequests.filter(
+      (request) => request.grantType === 'client_credentials',
+    ).length;
     // A fresh runtime has an empty token cache: every one of the 100 sends needs a token at once.
     const { createRuntime } = await import('../../shared/runtime.ts');
     const freshRuntime = createRuntime(harness.config, harness.secrets);
@@ -100,15 +128,22 @@ describe('POST /api/send', () => {
     const responses = await Promise.all(
       Array.from({ length: 100 }, async (_, index) => {
         const { context } = capturingContext();
-        return freshHandler(jsonRequest(sendUrl, { ...simpleMessage, subject: `burst ${index}` }, alertsKey), context);
+        return freshHandler(
+          jsonRequest(sendUrl, { ...simpleMessage, subject: `burst ${index}` }, alertsKey),
+          context,
+        );
       }),
     );
     freshRuntime.close();
     expect(responses.map((response) => response.status)).toEqual(Array(100).fill(200));
-    const after = harness.identity.tokenRequests.filter((request) => request.grantType === 'client_credentials').length;
+    const after = harness.identity.tokenRequests.filter(
+      (request) => request.grantType === 'client_credentials',
+    ).length;
     expect(after - before).toBe(1);
     const received = await harness.smtp.waitForMessages(100);
-    expect(new Set(received.map((message) => message.raw.toString().match(/Subject: (burst \d+)/)?.[1])).size).toBe(100);
+    expect(
+      new Set(received.map((message) => message.raw.toString().match(/Subject: (burst \d+)/)?.[1])).size,
+    ).toBe(100);
     expect(harness.smtp.peakOpenConnectionsByUser.get('alerts@contoso.com')).toBeLessThanOrEqual(3);
   });
 
@@ -152,7 +187,12 @@ describe('POST /api/send', () => {
   });
 
   it('names every invalid field in a 400', async () => {
-    const response = await post({ from: 'alerts@contoso.com', to: [{ address: 'nope' }], subject: 1, headers: { Received: 'x' } });
+    const response = await post({
+      from: 'alerts@contoso.com',
+      to: [{ address: 'nope' }],
+      subject: 1,
+      headers: { Received: 'x' },
+    });
     expect(response.status).toBe(400);
     const fields = (errorOf(response).details as { field: string }[]).map((problem) => problem.field);
     expect(fields).toEqual(expect.arrayContaining(['to[0].address', 'subject', 'headers.Received']));
@@ -163,7 +203,10 @@ describe('POST /api/send', () => {
     expect(malformed.status).toBe(400);
     expect(errorOf(malformed).code).toBe('invalid_json');
     const { context } = capturingContext();
-    const form = await handler(jsonRequest(sendUrl, 'a=b', { ...alertsKey, 'content-type': 'application/x-www-form-urlencoded' }), context);
+    const form = await handler(
+      jsonRequest(sendUrl, 'a=b', { ...alertsKey, 'content-type': 'application/x-www-form-urlencoded' }),
+      context,
+    );
     expect(form.status).toBe(415);
   });
 
@@ -174,7 +217,11 @@ describe('POST /api/send', () => {
       const { context } = capturingContext();
       const content = Buffer.alloc(30_000, 7).toString('base64');
       const response = await smallHandler(
-        jsonRequest(sendUrl, { ...simpleMessage, attachments: [{ filename: 'big.bin', content }] }, alertsKey),
+        jsonRequest(
+          sendUrl,
+          { ...simpleMessage, attachments: [{ filename: 'big.bin', content }] },
+          alertsKey,
+        ),
         context,
       );
       expect(response.status).toBe(413);
@@ -187,16 +234,89 @@ describe('POST /api/send', () => {
 
 describe('Exchange replies become errors a person can act on', () => {
   const cases = [
-    { stage: 'auth', code: 535, text: '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled', status: 502, error: 'smtp_auth_disabled', remedy: /Set-CASMailbox/ },
-    { stage: 'auth', code: 535, text: '5.7.139 Authentication unsuccessful, user is locked by your organization\'s security defaults policy.', status: 502, error: 'smtp_auth_blocked_by_security_defaults', remedy: /security defaults/ },
-    { stage: 'mail', code: 530, text: '5.7.57 Client not authenticated to send mail.', status: 502, error: 'smtp_not_authenticated', remedy: /smtp\.office365\.com/ },
-    { stage: 'data', code: 554, text: '5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception', status: 502, error: 'send_as_denied', remedy: /Add-RecipientPermission/ },
-    { stage: 'mail', code: 550, text: '5.7.60 SMTP; Client does not have permissions to send as this sender', status: 502, error: 'send_as_denied', remedy: /SendAs/ },
-    { stage: 'mail', code: 430, text: '4.2.0 STOREDRV; mailbox logon failure', status: 502, error: 'mailbox_logon_failed', remedy: /New-ServicePrincipal/ },
-    { stage: 'mail', code: 432, text: '4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending', status: 503, error: 'smtp_throttled', remedy: /Retry/, retryAfter: '60' },
-    { stage: 'data', code: 451, text: '4.7.0 Temporary server error. Please try again later', status: 503, error: 'smtp_transient', remedy: /Retry/, retryAfter: '30' },
-    { stage: 'data', code: 554, text: '5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException', status: 429, error: 'recipient_quota_exceeded', remedy: /Wait/, retryAfter: '3600' },
-    { stage: 'data', code: 550, text: '5.1.8 Access denied, bad outbound sender', status: 502, error: 'sender_restricted', remedy: /Restricted entities/ },
+    {
+      stage: 'auth',
+      code: 535,
+      text: '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled',
+      status: 502,
+      error: 'smtp_auth_disabled',
+      remedy: /Set-CASMailbox/,
+    },
+    {
+      stage: 'auth',
+      code: 535,
+      text: "5.7.139 Authentication unsuccessful, user is locked by your organization's security defaults policy.",
+      status: 502,
+      error: 'smtp_auth_blocked_by_security_defaults',
+      remedy: /security defaults/,
+    },
+    {
+      stage: 'mail',
+      code: 530,
+      text: '5.7.57 Client not authenticated to send mail.',
+      status: 502,
+      error: 'smtp_not_authenticated',
+      remedy: /smtp\.office365\.com/,
+    },
+    {
+      stage: 'data',
+      code: 554,
+      text: '5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to process message due to a permanent exception',
+      status: 502,
+      error: 'send_as_denied',
+      remedy: /Add-RecipientPermission/,
+    },
+    {
+      stage: 'mail',
+      code: 550,
+      text: '5.7.60 SMTP; Client does not have permissions to send as this sender',
+      status: 502,
+      error: 'send_as_denied',
+      remedy: /SendAs/,
+    },
+    {
+      stage: 'mail',
+      code: 430,
+      text: '4.2.0 STOREDRV; mailbox logon failure',
+      status: 502,
+      error: 'mailbox_logon_failed',
+      remedy: /New-ServicePrincipal/,
+    },
+    {
+      stage: 'mail',
+      code: 432,
+      text: '4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending',
+      status: 503,
+      error: 'smtp_throttled',
+      remedy: /Retry/,
+      retryAfter: '60',
+    },
+    {
+      stage: 'data',
+      code: 451,
+      text: '4.7.0 Temporary server error. Please try again later',
+      status: 503,
+      error: 'smtp_transient',
+      remedy: /Retry/,
+      retryAfter: '30',
+    },
+    {
+      stage: 'data',
+      code: 554,
+      text: '5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException',
+      status: 429,
+      error: 'recipient_quota_exceeded',
+      remedy: /Wait/,
+      retryAfter: '3600',
+    },
+    {
+      stage: 'data',
+      code: 550,
+      text: '5.1.8 Access denied, bad outbound sender',
+      status: 502,
+      error: 'sender_restricted',
+      remedy: /Restricted entities/,
+    },
   ] as const;
 
   it.each(cases)('$code $text -> $status $error', async (scenario) => {
@@ -205,8 +325,12 @@ describe('Exchange replies become errors a person can act on', () => {
     expect(response.status).toBe(scenario.status);
     expect(errorOf(response).code).toBe(scenario.error);
     expect(errorOf(response).remedy).toMatch(scenario.remedy);
-    expect(errorOf(response).details).toMatchObject({ smtpCode: scenario.code, mailbox: 'alerts@contoso.com' });
-    if ('retryAfter' in scenario) expect(response.headers).toMatchObject({ 'Retry-After': scenario.retryAfter });
+    expect(errorOf(response).details).toMatchObject({
+      smtpCode: scenario.code,
+      mailbox: 'alerts@contoso.com',
+    });
+    if ('retryAfter' in scenario)
+      expect(response.headers).toMatchObject({ 'Retry-After': scenario.retryAfter });
     expect(harness.smtp.messages).toHaveLength(0);
   });
 
@@ -220,7 +344,12 @@ describe('Exchange replies become errors a person can act on', () => {
   });
 
   it('gives up after the fresh token is rejected too, with the Exchange-side remedy', async () => {
-    harness.smtp.replyNext({ stage: 'auth', code: 535, message: '5.7.3 Authentication unsuccessful', times: 2 });
+    harness.smtp.replyNext({
+      stage: 'auth',
+      code: 535,
+      message: '5.7.3 Authentication unsuccessful',
+      times: 2,
+    });
     const response = await post(simpleMessage);
     expect(response.status).toBe(502);
     expect(errorOf(response).code).toBe('smtp_auth_rejected');
@@ -229,7 +358,11 @@ describe('Exchange replies become errors a person can act on', () => {
   });
 
   it('reports all recipients rejected with 422 and the addresses', async () => {
-    harness.smtp.replyNext({ stage: 'rcpt', code: 550, message: '5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup' });
+    harness.smtp.replyNext({
+      stage: 'rcpt',
+      code: 550,
+      message: '5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
+    });
     const response = await post(simpleMessage);
     expect(response.status).toBe(422);
     expect(errorOf(response).code).toBe('recipients_rejected');
@@ -278,18 +411,27 @@ describe('identity and TLS failures', () => {
     const proxiedSmtp = await startSmtpPeer({ certificate: inspectingProxyCertificate });
     const untrusted = await startRelayHarness({ settings: { RELAY_SMTP_PORT: String(proxiedSmtp.port) } });
     const trusted = await startRelayHarness({
-      settings: { RELAY_SMTP_PORT: String(proxiedSmtp.port), RELAY_SMTP_EXTRA_CA: inspectingProxyCertificate.cert },
+      settings: {
+        RELAY_SMTP_PORT: String(proxiedSmtp.port),
+        RELAY_SMTP_EXTRA_CA: inspectingProxyCertificate.cert,
+      },
     });
     try {
       const { context } = capturingContext();
-      const refused = await createSendHandler(async () => untrusted.runtime)(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
+      const refused = await createSendHandler(async () => untrusted.runtime)(
+        jsonRequest(sendUrl, simpleMessage, alertsKey),
+        context,
+      );
       expect(refused.status).toBe(502);
       expect((refused.jsonBody as { error: { code: string; remedy: string } }).error).toMatchObject({
         code: 'smtp_certificate_untrusted',
         remedy: expect.stringContaining('RELAY_SMTP_EXTRA_CA'),
       });
       expect(proxiedSmtp.messages).toHaveLength(0);
-      const accepted = await createSendHandler(async () => trusted.runtime)(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
+      const accepted = await createSendHandler(async () => trusted.runtime)(
+        jsonRequest(sendUrl, simpleMessage, alertsKey),
+        context,
+      );
       expect(accepted.status).toBe(200);
       expect(await proxiedSmtp.waitForMessages(1)).toHaveLength(1);
     } finally {

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, settingDefaults, settingNames } from '../../shared/config.ts';
 
-const sample = JSON.parse(readFileSync(new URL('../../local.settings.sample.json', import.meta.url), 'utf8')) as {
+const sample = JSON.parse(
+  readFileSync(new URL('../../local.settings.sample.json', import.meta.url), 'utf8'),
+) as {
   Values: Record<string, string>;
 };
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -56,9 +58,13 @@ describe('configuration', () => {
 
   it('points at the exact caller rule that is wrong', () => {
     const problems = problemsOf({
-      RELAY_CALLERS: JSON.stringify([{ name: 'billing', keySha256: 'abc', senders: ['billing@contoso.com'] }]),
+      RELAY_CALLERS: JSON.stringify([
+        { name: 'billing', keySha256: 'abc', senders: ['billing@contoso.com'] },
+      ]),
     });
-    expect(problems).toEqual([expect.stringMatching(/^RELAY_CALLERS at 0\.keySha256: must be the hex SHA-256/)]);
+    expect(problems).toEqual([
+      expect.stringMatching(/^RELAY_CALLERS at 0\.keySha256: must be the hex SHA-256/),
+    ]);
   });
 
   it('refuses an extra CA file that cannot be read', () => {

@@ -18,7 +18,12 @@ function fieldsOf(error: RelayError): string[] {
   return (error.details as { field: string }[]).map((problem) => problem.field);
 }
 
-const minimal = { from: 'alerts@contoso.com', to: 'ops@contoso.com', subject: 'Disk full', text: 'sda1 at 97%' };
+const minimal = {
+  from: 'alerts@contoso.com',
+  to: 'ops@contoso.com',
+  subject: 'Disk full',
+  text: 'sda1 at 97%',
+};
 
 describe('send request parsing', () => {
   it('accepts every address form a caller may use', () => {
@@ -53,7 +58,15 @@ describe('send request parsing', () => {
     expect(error.status).toBe(400);
     expect(error.code).toBe('invalid_request');
     expect(fieldsOf(error)).toEqual(
-      expect.arrayContaining(['from', 'to[1].address', 'subject', 'attachments[0].content', 'headers.Subject', 'priority', '(body)']),
+      expect.arrayContaining([
+        'from',
+        'to[1].address',
+        'subject',
+        'attachments[0].content',
+        'headers.Subject',
+        'priority',
+        '(body)',
+      ]),
     );
   });
 
@@ -62,7 +75,11 @@ describe('send request parsing', () => {
     ['a display name', { to: { address: 'ops@contoso.com', name: 'Ops\nBcc: x@example.com' } }, 'to.name'],
     ['an address string', { to: 'ops@contoso.com\r\nBcc: x@example.com' }, 'to'],
     ['a header value', { headers: { 'X-Ticket': '1\r\nBcc: x@example.com' } }, 'headers.X-Ticket'],
-    ['an attachment name', { attachments: [{ filename: 'a\r\n.txt', content: 'aGk=' }] }, 'attachments[0].filename'],
+    [
+      'an attachment name',
+      { attachments: [{ filename: 'a\r\n.txt', content: 'aGk=' }] },
+      'attachments[0].filename',
+    ],
     ['the from name', { from: { address: 'alerts@contoso.com', name: 'A\u0000' } }, 'from.name'],
   ])('refuses CR, LF or NUL in %s', (_label, override, field) => {
     const error = refusal({ ...minimal, ...override });
@@ -84,14 +101,20 @@ describe('send request parsing', () => {
 
   it('refuses a message larger than the limit with 413', () => {
     const content = Buffer.alloc(200_000, 1).toString('base64');
-    const error = refusal({ ...minimal, attachments: [{ filename: 'big.bin', content }] }, { ...limits, maxMessageBytes: 100_000 });
+    const error = refusal(
+      { ...minimal, attachments: [{ filename: 'big.bin', content }] },
+      { ...limits, maxMessageBytes: 100_000 },
+    );
     expect(error.status).toBe(413);
     expect(error.code).toBe('message_too_large');
   });
 
   it('decodes attachments, tolerating wrapped base64', () => {
     const request = parseSendRequest(
-      { ...minimal, attachments: [{ filename: 'r.txt', contentType: 'text/plain', content: 'aGVs\r\nbG8=' }] },
+      {
+        ...minimal,
+        attachments: [{ filename: 'r.txt', contentType: 'text/plain', content: 'aGVs\r\nbG8=' }],
+      },
       limits,
     );
     expect(request.attachments[0]?.content.toString()).toBe('hello');

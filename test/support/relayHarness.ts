@@ -25,7 +25,11 @@ export interface TestCaller {
 }
 
 export const defaultCallers: TestCaller[] = [
-  { name: 'alerts-app', apiKey: 'caller-key-alerts-0123456789', senders: ['alerts@contoso.com', '*@notify.contoso.com'] },
+  {
+    name: 'alerts-app',
+    apiKey: 'caller-key-alerts-0123456789',
+    senders: ['alerts@contoso.com', '*@notify.contoso.com'],
+  },
   { name: 'billing-app', apiKey: 'caller-key-billing-0123456789', senders: ['billing@contoso.com'] },
 ];
 
@@ -67,12 +71,19 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
     RELAY_SMTP_TIMEOUT_SECONDS: '10',
     RELAY_LOCAL_SECRETS_PATH: secretsPath,
     RELAY_CALLERS: JSON.stringify(
-      callers.map((caller) => ({ name: caller.name, keySha256: hashCallerKey(caller.apiKey), senders: caller.senders })),
+      callers.map((caller) => ({
+        name: caller.name,
+        keySha256: hashCallerKey(caller.apiKey),
+        senders: caller.senders,
+      })),
     ),
     ...options.settings,
   });
-  const secrets = createCachedSecretStore(createFileSecretStore(secretsPath), { ttlSeconds: config.secrets.cacheSeconds });
-  if (options.storeClientSecret ?? true) await secrets.setSecret(config.identity.clientSecretName, appClientSecret);
+  const secrets = createCachedSecretStore(createFileSecretStore(secretsPath), {
+    ttlSeconds: config.secrets.cacheSeconds,
+  });
+  if (options.storeClientSecret ?? true)
+    await secrets.setSecret(config.identity.clientSecretName, appClientSecret);
   const runtime = createRuntime(config, secrets);
   return {
     smtp,
