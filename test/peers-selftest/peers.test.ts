@@ -387,7 +387,10 @@ describe('identity peer with MSAL Node ConfidentialClientApplication', () => {
     // A code is single use, as in Entra.
     await expect(
       app.acquireTokenByCode({ code, scopes: [SMTP_SEND_SCOPE], redirectUri, codeVerifier: verifier }),
-    ).rejects.toMatchObject({ errorCode: 'invalid_grant' });
+    ).rejects.toMatchObject({
+      errorCode: 'invalid_grant',
+      errorMessage: expect.stringContaining('AADSTS54005'),
+    });
   });
 
   it('refuses a wrong PKCE verifier with AADSTS501481', async () => {

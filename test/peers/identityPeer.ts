@@ -183,6 +183,7 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
   const clients = new Map<string, ClientRecord>();
   const usersByName = new Map<string, RegisteredUser>();
   const authorizationCodes = new Map<string, AuthorizationCodeGrant>();
+  const redeemedCodes = new Set<string>();
   const refreshTokens = new Map<string, RefreshTokenGrant>();
   const tokenRequests: TokenRequestRecord[] = [];
   const issuedAccessTokens = new Map<string, IssuedAccessToken>();
@@ -439,6 +440,15 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
     const grant = authorizationCodes.get(code);
     // Single use, as in Entra: a second redemption fails even if the first one failed.
     authorizationCodes.delete(code);
+    if (redeemedCodes.has(code)) {
+      throw new EntraError(
+        400,
+        'invalid_grant',
+        54005,
+        'OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.',
+      );
+    }
+    redeemedCodes.add(code);
     if (!grant || grant.clientId !== client.clientId || grant.expiresAt < Date.now()) {
       throw new EntraError(
         400,
