@@ -12,7 +12,11 @@ import { createStatusHandler } from '../../functions/status.ts';
 import { createTokenRefreshHandler } from '../../functions/tokenRefresh.ts';
 import { healthSecretName } from '../../shared/delegated/mailboxHealth.ts';
 import type { StatusReport } from '../../shared/delegated/statusReport.ts';
+import { createRuntime } from '../../shared/runtime.ts';
+import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
+import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
 import { tokenCacheSecretName } from '../../shared/tokens/tokenCachePlugin.ts';
+import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import { sharedTestCertificate } from '../peers/testCertificate.ts';
 import { type FunctionHost, startFunctionHost } from '../support/functionHost.ts';
 import {
@@ -120,6 +124,16 @@ async function send(from: string, apiKey = opsKey) {
   return { status: response.status, body: response.jsonBody as Record<string, Record<string, unknown>> };
 }
 
+function openVaultStore(vault: KeyVaultPeer) {
+  return createKeyVaultSecretStore({
+    vaultUrl: vault.vaultUrl,
+    credential: {
+      getToken: async () => ({ token: 'vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
+    },
+    clientOptions: { disableChallengeResourceVerification: true },
+  });
+}
+
 async function runTimer(): Promise<string[]> {
   const { context, lines } = capturingContext('tokenRefresh');
   const at = new Date().toISOString();
@@ -217,6 +231,8 @@ describe('connecting a delegated mailbox in a browser', () => {
     const code = new URL(outcome.callbackUrl).searchParams.get('code') ?? '';
     expect(code.length).toBeGreaterThan(20);
     expect(outcome.text).not.toContain(code);
+    expect(host.logLines.join('\n')).toContain('oauth callback -> connected (shared@contoso.com)');
+    expect(host.logLines.join('\n')).not.toContain(code);
 
     const stored = await storedSecrets();
     const cache = stored[tokenCacheSecretName(shared)];
@@ -343,8 +359,34 @@ describe('tokenRefresh timer and /api/status', () => {
     expect(lines.join('\n')).toMatch(/client credential: The app's secret expires in 20 days/);
     expect(lines.join('\n')).toMatch(/unconnected@contoso\.com: mailbox_not_connected; needs a new sign-in/);
 
-    const [first, second] = await Promise.all([runTimer(), runTimer()]);
-    expect(`${first?.join('\n')}${second?.join('\n')}`).not.toMatch(/(shared|reports)@contoso\.com: (?!ok)/);
+    // Two Function instances, each with its own memory and its own Key Vault client, fire at the same moment.
+    const vault = await startKeyVaultPeer();
+    try {
+      const seed = await openVaultStore(vault);
+      for (const [name, secret] of Object.entries(await storedSecrets()))
+        await seed.setSecret(name, secret.value, { tags: secret.tags });
+      const instance = async () =>
+        createRuntime(
+          harness.config,
+          createCachedSecretStore(await openVaultStore(vault), { ttlSeconds: 300 }),
+        );
+      const [first, second] = await Promise.all([instance(), instance()]);
+      const outcomes = await Promise.all([first.maintenance.refreshAll(), second.maintenance.refreshAll()]);
+      for (const report of outcomes)
+        expect(report.mailboxes.filter((outcome) => outcome.mailbox !== unconnected)).toEqual([
+          { mailbox: shared, ok: true },
+          { mailbox: reports, ok: true },
+        ]);
+      // Both wrote complete new versions; whichever is current holds a refresh token that works.
+      expect(vault.secretVersions(tokenCacheSecretName(shared)).length).toBe(3);
+      const third = await instance();
+      expect((await third.maintenance.refreshAll()).mailboxes.filter((outcome) => outcome.ok)).toHaveLength(
+        2,
+      );
+      for (const runtime of [first, second, third]) runtime.close();
+    } finally {
+      await vault.close();
+    }
     harness.smtp.reset();
     expect((await send(reports)).status).toBe(200);
   });
@@ -376,13 +418,22 @@ describe('tokenRefresh timer and /api/status', () => {
     expect(report.credential).toMatchObject({ type: 'secret', daysLeft: 20 });
     expect(report.credential.warning).toContain('expires in 20 days');
     const text = JSON.stringify(report);
-    for (const secret of Object.values(await storedSecrets())) {
+    const stored = await storedSecrets();
+    for (const secret of Object.values(stored)) {
       for (const refreshToken of refreshTokensIn(secret.value.startsWith('{') ? secret.value : '{}'))
         expect(text).not.toContain(refreshToken);
     }
     expect(text).not.toContain('app-client-secret-value');
     const samplePath = process.env.RELAY_STATUS_SAMPLE_PATH;
-    if (samplePath !== undefined) await writeFile(samplePath, JSON.stringify(report, null, 2));
+    if (samplePath !== undefined) {
+      const cacheBytes = Object.fromEntries(
+        [shared, reports].map((mailbox) => [
+          mailbox,
+          Buffer.byteLength(stored[tokenCacheSecretName(mailbox)]?.value ?? ''),
+        ]),
+      );
+      await writeFile(samplePath, JSON.stringify({ report, cacheBytes }, null, 2));
+    }
   });
 
   it('lets a fresh process send from a delegated mailbox with only what the store holds', async () => {
