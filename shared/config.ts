@@ -17,6 +17,15 @@ export interface CallerRule {
   senders: string[];
 }
 
+/** How the relay gets tokens for a sender mailbox: the app's own identity, or the mailbox's consented sign-in. */
+export type MailboxMode = 'app' | 'delegated';
+
+export interface MailboxRule {
+  /** Lower-cased; for delegated mailboxes this must be the account's sign-in name (UPN). */
+  address: string;
+  mode: MailboxMode;
+}
+
 export interface RelayConfig {
   identity: {
     tenantId: string | undefined;
@@ -47,6 +56,16 @@ export interface RelayConfig {
     maxRecipients: number;
   };
   callers: CallerRule[];
+  /** Mailboxes with a declared mode; any other sender is sent app-only (the relay's original behaviour). */
+  mailboxes: MailboxRule[];
+  delegated: {
+    /** Where browsers reach the function app; the OAuth redirect URI is derived from it, never from headers. */
+    publicBaseUrl: string;
+    /** Delegated SMTP scope (national clouds use their own Exchange resource). */
+    scope: string;
+    /** NCRONTAB schedule of the tokenRefresh timer. */
+    refreshSchedule: string;
+  };
 }
 
 export const settingDefaults = {
@@ -67,6 +86,11 @@ export const settingDefaults = {
   // Exchange Online's default recipient limit per message.
   RELAY_MAX_RECIPIENTS: '500',
   RELAY_CALLERS: '[]',
+  RELAY_MAILBOXES: '[]',
+  RELAY_PUBLIC_BASE_URL: 'http://localhost:7071',
+  RELAY_DELEGATED_SCOPE: 'https://outlook.office.com/SMTP.Send',
+  // Every 6 hours: refresh tokens slide their 90-day lifetime on use, and a revoked grant shows up within hours.
+  RELAY_TOKEN_REFRESH_SCHEDULE: '0 0 */6 * * *',
 } as const;
 
 /** Every setting name the loader reads, for documentation and drift checks. */
@@ -117,6 +141,38 @@ const callerRule = z.strictObject({
     .min(1),
 });
 
+const mailboxRule = z.strictObject({
+  address: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .regex(/^[^@\s*]+@[^@\s*]+$/, 'must be a mailbox address'),
+  mode: z.enum(['app', 'delegated']),
+});
+
+function jsonSetting<T extends z.ZodType>(schema: T) {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON array' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+}
+
+/** https, or http for localhost only (Entra accepts plain-http redirect URIs only for localhost). */
+const publicBaseUrl = z
+  .url({ protocol: /^https?$/, error: 'must be an http(s):// URL' })
+  .refine((value) => {
+    const url = new URL(value);
+    return url.protocol === 'https:' || ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+  }, 'must be https:// (plain http is allowed for localhost only)')
+  .transform((url) => url.replace(/\/+$/, ''));
+
 const settingsSchema = z.object({
   RELAY_TENANT_ID: optionalText,
   RELAY_CLIENT_ID: optionalText,
@@ -153,6 +209,18 @@ const settingsSchema = z.object({
       }
     })
     .pipe(z.array(callerRule)),
+  RELAY_MAILBOXES: jsonSetting(
+    z.array(mailboxRule).refine((rules) => new Set(rules.map((rule) => rule.address)).size === rules.length, {
+      message: 'lists a mailbox twice',
+    }),
+  ),
+  RELAY_PUBLIC_BASE_URL: publicBaseUrl,
+  RELAY_DELEGATED_SCOPE: z.string().trim().min(1),
+  // NCRONTAB as Azure Functions reads it: six fields, seconds first.
+  RELAY_TOKEN_REFRESH_SCHEDULE: z
+    .string()
+    .trim()
+    .regex(/^\S+( \S+){5}$/, 'must be a six-field NCRONTAB expression, e.g. 0 0 */6 * * *'),
 });
 
 function readExtraCa(value: string | undefined, problems: string[]): string | undefined {
@@ -220,5 +288,11 @@ export function loadConfig(env: Record<string, string | undefined>): RelayConfig
       maxRecipients: settings.RELAY_MAX_RECIPIENTS,
     },
     callers: settings.RELAY_CALLERS,
+    mailboxes: settings.RELAY_MAILBOXES,
+    delegated: {
+      publicBaseUrl: settings.RELAY_PUBLIC_BASE_URL,
+      scope: settings.RELAY_DELEGATED_SCOPE,
+      refreshSchedule: settings.RELAY_TOKEN_REFRESH_SCHEDULE,
+    },
   };
 }

@@ -1,12 +1,19 @@
-import { ConfigError, loadConfig, type RelayConfig } from './config.ts';
+import { ConfigError, loadConfig, type RelayConfig, settingDefaults } from './config.ts';
+import { createMailboxHealthStore } from './delegated/mailboxHealth.ts';
+import { createStatusReporter, type StatusReport } from './delegated/statusReport.ts';
+import { createTokenMaintenance, type TokenMaintenance } from './delegated/tokenMaintenance.ts';
 import { RelayError } from './errors.ts';
+import { createMailboxDirectory, type MailboxDirectory } from './mailboxes.ts';
+import { type ConsentFlow, createConsentFlow } from './oauth/consentFlow.ts';
+import { createPendingConsents } from './oauth/pendingConsents.ts';
 import { createRelay, type Relay } from './relay.ts';
 import type { CachedSecretStore } from './secrets/cachedSecretStore.ts';
 import { createSecretStore } from './secrets/createSecretStore.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
 import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
-import { createMailboxTokens } from './tokens/mailboxTokens.ts';
+import { createDelegatedClients, createDelegatedTokenSource } from './tokens/delegatedTokenSource.ts';
+import { createMailboxTokens, mailboxTokenKey } from './tokens/mailboxTokens.ts';
 import { createTokenCache } from './tokens/tokenCache.ts';
 
 /**
@@ -19,16 +26,69 @@ export interface Runtime {
   secrets: CachedSecretStore;
   transports: MailboxTransports;
   relay: Relay;
+  mailboxes: MailboxDirectory;
+  /** Connecting delegated mailboxes (/api/oauth/start and /api/oauth/callback). */
+  consent: ConsentFlow;
+  /** The tokenRefresh timer's work. */
+  maintenance: TokenMaintenance;
+  status(): Promise<StatusReport>;
   close(): void;
 }
 
 export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): Runtime {
   const tokenCache = createTokenCache({ marginSeconds: config.identity.expiryMarginSeconds });
   const appOnly = createAppOnlyTokenSource(config.identity, config.smtp.scope, secrets);
-  const tokens = createMailboxTokens(tokenCache, { app: appOnly }, () => 'app');
+  const mailboxes = createMailboxDirectory(config.mailboxes, config.delegated.publicBaseUrl);
+  const delegatedClients = createDelegatedClients(config.identity, config.delegated.scope, secrets);
+  const delegated = createDelegatedTokenSource({
+    clients: delegatedClients,
+    scope: config.delegated.scope,
+    secrets,
+    directory: mailboxes,
+    authorityHost: config.identity.authorityHost,
+  });
+  const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
   const transports = createMailboxTransports(config.smtp, tokens);
   const relay = createRelay(createMailSender(config.smtp, tokens, transports));
-  return { config, secrets, transports, relay, close: () => transports.closeAll() };
+  const health = createMailboxHealthStore(secrets);
+  const pending = createPendingConsents(secrets);
+  const consent = createConsentFlow({
+    directory: mailboxes,
+    clients: delegatedClients,
+    pending,
+    scope: config.delegated.scope,
+    publicBaseUrl: config.delegated.publicBaseUrl,
+    authorityHost: config.identity.authorityHost,
+    async onConnected(mailbox, at) {
+      tokenCache.invalidate(mailboxTokenKey('delegated', mailbox));
+      await health.recordConnected(mailbox, at);
+    },
+  });
+  const maintenance = createTokenMaintenance({
+    directory: mailboxes,
+    tokens,
+    health,
+    pending,
+    identity: config.identity,
+    secrets,
+  });
+  const statusReporter = createStatusReporter({
+    directory: mailboxes,
+    health,
+    identity: config.identity,
+    secrets,
+  });
+  return {
+    config,
+    secrets,
+    transports,
+    relay,
+    mailboxes,
+    consent,
+    maintenance,
+    status: () => statusReporter.report(),
+    close: () => transports.closeAll(),
+  };
 }
 
 let environmentRuntime: Promise<Runtime> | undefined;
@@ -57,5 +117,14 @@ export function configFromEnvironment(): RelayConfig {
       remedy:
         'Fix the named application settings (see local.settings.sample.json and the README) and restart.',
     });
+  }
+}
+
+/** The timer schedule is needed when the function is registered, before any request: fall back to the default. */
+export function tokenRefreshScheduleFromEnvironment(): string {
+  try {
+    return configFromEnvironment().delegated.refreshSchedule;
+  } catch {
+    return settingDefaults.RELAY_TOKEN_REFRESH_SCHEDULE;
   }
 }

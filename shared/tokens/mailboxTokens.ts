@@ -1,3 +1,4 @@
+import type { MailboxMode } from '../config.ts';
 import type { MailboxTokenProvider } from '../smtp/mailboxTransports.ts';
 import type { TokenSource } from './accessToken.ts';
 import type { TokenCache } from './tokenCache.ts';
@@ -6,7 +7,7 @@ import type { TokenCache } from './tokenCache.ts';
  * Chooses the token source for a sender mailbox and puts the shared cache in front of it. App-only tokens
  * are one token for the whole app (cache key `app`); delegated tokens are per mailbox.
  */
-export type MailboxMode = 'app' | 'delegated';
+export type { MailboxMode };
 
 export interface MailboxTokenSources {
   app: TokenSource;
@@ -22,7 +23,12 @@ export function createMailboxTokens(
     const mode = modeOf(mailbox);
     const source = mode === 'delegated' ? sources.delegated : sources.app;
     if (source === undefined) throw new Error(`No token source for ${mode} mailboxes`);
-    const key = mode === 'app' ? 'app' : `delegated:${mailbox.toLowerCase()}`;
+    const key = mailboxTokenKey(mode, mailbox);
     return cache.get(key, (requestOptions) => source(mailbox, requestOptions), options);
   };
+}
+
+/** The token cache key: one app-only token for all mailboxes, one delegated token per mailbox. */
+export function mailboxTokenKey(mode: MailboxMode, mailbox: string): string {
+  return mode === 'app' ? 'app' : `delegated:${mailbox.toLowerCase()}`;
 }

@@ -1,0 +1,33 @@
+import type { MailboxMode, MailboxRule } from './config.ts';
+
+/**
+ * Which sender mailboxes send app-only and which with their own consented sign-in (RELAY_MAILBOXES).
+ * A sender that is not listed is sent app-only: that was the relay's only mode before delegated sending,
+ * and a delegated mailbox cannot work anyway until someone has connected it through the consent flow.
+ */
+export interface MailboxDirectory {
+  modeOf(address: string): MailboxMode;
+  delegatedMailboxes(): string[];
+  listed(): readonly MailboxRule[];
+  /** Where an administrator connects (or reconnects) a delegated mailbox. */
+  consentStartUrl(address: string): string;
+}
+
+export function createMailboxDirectory(
+  rules: readonly MailboxRule[],
+  publicBaseUrl: string,
+): MailboxDirectory {
+  const modes = new Map(rules.map((rule) => [rule.address.toLowerCase(), rule.mode]));
+  return {
+    modeOf: (address) => modes.get(address.trim().toLowerCase()) ?? 'app',
+    delegatedMailboxes: () => rules.filter((rule) => rule.mode === 'delegated').map((rule) => rule.address),
+    listed: () => rules,
+    consentStartUrl: (address) =>
+      `${publicBaseUrl}/api/oauth/start?mailbox=${encodeURIComponent(address.trim().toLowerCase())}`,
+  };
+}
+
+/** The OAuth redirect URI: derived from configuration only, so a forged Host header cannot redirect codes. */
+export function consentCallbackUrl(publicBaseUrl: string): string {
+  return `${publicBaseUrl}/api/oauth/callback`;
+}

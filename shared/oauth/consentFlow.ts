@@ -1,0 +1,195 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { invalidRequest, RelayError } from '../errors.ts';
+import { consentCallbackUrl, type MailboxDirectory } from '../mailboxes.ts';
+import type { DelegatedClients } from '../tokens/delegatedTokenSource.ts';
+import { aadstsCodeOf, mapIdentityError } from '../tokens/identityErrors.ts';
+import { type PendingConsents, pendingConsentLifetimeSeconds, sha256Hex } from './pendingConsents.ts';
+
+/**
+ * Connecting a delegated mailbox: the authorization code flow with PKCE, as a confidential client.
+ * start() remembers the attempt (pendingConsents.ts) and returns Microsoft's authorize URL plus a cookie
+ * that binds the attempt to the browser that started it (RFC 6749 10.12). complete() checks the state
+ * itself (MSAL would parse it as its own format), redeems the code with MSAL, and keeps the sign-in only
+ * when the account that signed in is the mailbox being connected: the token cache plugin refuses to store
+ * any other account, and the outcome names who signed in.
+ */
+export const consentScopes = ['offline_access', 'openid', 'profile'];
+
+export interface ConsentCookie {
+  name: string;
+  value: string;
+  maxAgeSeconds: number;
+  /** Only the callback needs it back. */
+  path: string;
+  secure: boolean;
+}
+
+export interface ConsentStart {
+  mailbox: string;
+  authorizeUrl: string;
+  cookie: ConsentCookie;
+}
+
+export type StateProblem = 'missing' | 'unknown' | 'expired' | 'other_browser';
+
+export type ConsentOutcome =
+  | { kind: 'connected'; mailbox: string; connectedAt: Date }
+  | { kind: 'wrong_account'; mailbox: string; signedInAs: string }
+  | { kind: 'state_rejected'; problem: StateProblem }
+  | { kind: 'identity_error'; mailbox: string; error: string; description: string; aadsts?: number }
+  | { kind: 'exchange_failed'; mailbox: string; failure: RelayError };
+
+export interface ConsentFlow {
+  start(mailbox: string | null): Promise<ConsentStart>;
+  complete(query: URLSearchParams, cookies: ReadonlyMap<string, string>): Promise<ConsentOutcome>;
+  /** The cookie that start() set for this state, for the callback to read and then clear. */
+  cookieName(state: string): string;
+}
+
+export interface ConsentFlowOptions {
+  directory: MailboxDirectory;
+  clients: DelegatedClients;
+  pending: PendingConsents;
+  scope: string;
+  publicBaseUrl: string;
+  /** For error messages about the identity provider. */
+  authorityHost: string;
+  /** Called once a mailbox is connected: record health, drop tokens cached for the old sign-in. */
+  onConnected(mailbox: string, at: Date): Promise<void>;
+  now?: () => number;
+}
+
+const mailboxPattern = /^[^@\s*]+@[^@\s*]+\.[^@\s*]+$/;
+
+function randomUrlSafe(bytes: number): string {
+  return randomBytes(bytes).toString('base64url');
+}
+
+export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
+  const { directory, clients, pending, scope } = options;
+  const now = options.now ?? Date.now;
+  const redirectUri = consentCallbackUrl(options.publicBaseUrl);
+  const secureCookie = options.publicBaseUrl.startsWith('https:');
+  const cookieName = (state: string) => `relay-consent-${sha256Hex(state).slice(0, 16)}`;
+
+  function validMailbox(value: string | null): string {
+    const mailbox = value?.trim().toLowerCase() ?? '';
+    if (mailbox === '' || mailbox.length > 254 || !mailboxPattern.test(mailbox)) {
+      throw invalidRequest([
+        {
+          field: 'mailbox',
+          message: mailbox === '' ? 'is required (?mailbox=<address>)' : 'must be a mailbox address',
+        },
+      ]);
+    }
+    if (directory.modeOf(mailbox) !== 'delegated') {
+      throw new RelayError({
+        code: 'mailbox_not_delegated',
+        status: 400,
+        message: `${mailbox} is not a delegated mailbox, so a sign-in for it would never be used or kept fresh.`,
+        remedy: `Add {"address":"${mailbox}","mode":"delegated"} to RELAY_MAILBOXES, restart, then open this URL again.`,
+      });
+    }
+    return mailbox;
+  }
+
+  return {
+    cookieName,
+    async start(requestedMailbox) {
+      const mailbox = validMailbox(requestedMailbox);
+      const state = randomUrlSafe(32);
+      const codeVerifier = randomUrlSafe(32);
+      const nonce = randomUrlSafe(16);
+      const browserBinding = randomUrlSafe(32);
+      await pending.save(state, {
+        mailbox,
+        codeVerifier,
+        nonce,
+        browserBindingSha256: sha256Hex(browserBinding),
+        expiresAt: now() + pendingConsentLifetimeSeconds * 1000,
+      });
+      const client = await clients.clientFor(mailbox);
+      const authorizeUrl = await client
+        .getAuthCodeUrl({
+          scopes: [scope, ...consentScopes],
+          redirectUri,
+          responseMode: 'query',
+          codeChallenge: createHash('sha256').update(codeVerifier).digest('base64url'),
+          codeChallengeMethod: 'S256',
+          state,
+          nonce,
+          loginHint: mailbox,
+          prompt: 'select_account',
+        })
+        .catch((error: unknown) => {
+          throw mapIdentityError(error, { authorityHost: options.authorityHost });
+        });
+      // MSAL leaves login_hint out when prompt is select_account; Entra honours both together (the picker
+      // opens with the mailbox pre-selected), and the mailbox is what must sign in.
+      const authorizeWithHint = new URL(authorizeUrl);
+      authorizeWithHint.searchParams.set('login_hint', mailbox);
+      return {
+        mailbox,
+        authorizeUrl: authorizeWithHint.toString(),
+        cookie: {
+          name: cookieName(state),
+          value: browserBinding,
+          maxAgeSeconds: pendingConsentLifetimeSeconds,
+          path: new URL(redirectUri).pathname,
+          secure: secureCookie,
+        },
+      };
+    },
+
+    async complete(query, cookies) {
+      const state = query.get('state');
+      if (state === null || state === '') return { kind: 'state_rejected', problem: 'missing' };
+      const taken = await pending.take(state, cookies.get(cookieName(state)));
+      if (taken.status !== 'accepted') return { kind: 'state_rejected', problem: taken.status };
+      const { mailbox, codeVerifier, nonce } = taken.pending;
+
+      const error = query.get('error');
+      const code = query.get('code');
+      if (error !== null || code === null || code === '') {
+        const description = query.get('error_description') ?? 'The sign-in returned no authorization code.';
+        const aadsts = aadstsCodeOf({ errorMessage: description });
+        return {
+          kind: 'identity_error',
+          mailbox,
+          error: error ?? 'missing_code',
+          description,
+          ...(aadsts === undefined ? {} : { aadsts }),
+        };
+      }
+
+      const client = await clients.newClientFor(mailbox);
+      const clientInfo = query.get('client_info');
+      let signedInAs: string;
+      try {
+        // MSAL gets only the code and client_info: our state is checked above, and MSAL would try to
+        // parse it as its own format.
+        const result = await client.acquireTokenByCode(
+          { code, scopes: [scope], redirectUri, codeVerifier, nonce },
+          { code, ...(clientInfo === null ? {} : { client_info: clientInfo }) },
+        );
+        signedInAs = result.account?.username ?? '';
+      } catch (exchangeError) {
+        return {
+          kind: 'exchange_failed',
+          mailbox,
+          failure: mapIdentityError(exchangeError, { authorityHost: options.authorityHost }),
+        };
+      }
+      if (signedInAs.toLowerCase() !== mailbox) {
+        return {
+          kind: 'wrong_account',
+          mailbox,
+          signedInAs: signedInAs === '' ? '(unknown account)' : signedInAs,
+        };
+      }
+      const connectedAt = new Date(now());
+      await options.onConnected(mailbox, connectedAt);
+      return { kind: 'connected', mailbox, connectedAt };
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import type { RelayError } from '../errors.ts';
+import type { ConsentOutcome, StateProblem } from './consentFlow.ts';
+
+/**
+ * The small HTML pages a person sees at the end of the consent flow. Everything echoed is HTML-escaped;
+ * no page ever contains the authorization code, a token or a secret (only addresses, codes and times).
+ */
+export interface ConsentPage {
+  status: number;
+  html: string;
+}
+
+export function escapeHtml(value: string): string {
+  return value
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;')
+    .replaceAll("'", '&#39;');
+}
+
+function page(status: number, title: string, paragraphs: string[]): ConsentPage {
+  const body = paragraphs.map((text) => `    <p>${escapeHtml(text)}</p>`).join('\n');
+  return {
+    status,
+    html: `<!doctype html>
+<html lang="en">
+  <head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
+  <body>
+    <h1>${escapeHtml(title)}</h1>
+${body}
+  </body>
+</html>
+`,
+  };
+}
+
+const stateProblems: Record<StateProblem, string> = {
+  missing: 'The request has no state parameter, so it did not come from a consent this relay started.',
+  unknown:
+    'The state is unknown: it was already used, or it was not issued by this relay. Each sign-in link works once.',
+  expired: 'The sign-in took longer than the 10 minutes a consent link is valid.',
+  other_browser:
+    'The sign-in finished in a different browser than the one that opened the start link (or its cookie was removed).',
+};
+
+/** Remedies for what Entra ID sends back to the redirect URI instead of a code. */
+function identityRemedy(aadsts: number | undefined, error: string): string {
+  if (aadsts === 65004 || error === 'access_denied')
+    return 'The sign-in was cancelled or the permission was declined. Open the start link again and accept the SMTP.Send permission.';
+  if (aadsts === 65001 || error === 'consent_required')
+    return 'The app needs consent for SMTP.Send: an administrator can grant it under API permissions, then open the start link again.';
+  if (aadsts === 50105)
+    return 'The account is not assigned to the relay app: assign it under Enterprise applications > Users and groups.';
+  return 'Open the start link again. If it happens again, look up the AADSTS code in Entra ID sign-in logs.';
+}
+
+export function renderConsentOutcome(outcome: ConsentOutcome): ConsentPage {
+  switch (outcome.kind) {
+    case 'connected':
+      return page(200, 'Mailbox connected', [
+        `${outcome.mailbox} is connected to the mail relay at ${outcome.connectedAt.toISOString()}.`,
+        'You can close this window.',
+      ]);
+    case 'wrong_account':
+      return page(409, 'Signed in with a different account', [
+        `You signed in as ${outcome.signedInAs}, but this link connects ${outcome.mailbox}.`,
+        'Nothing was stored. Open the start link again and sign in as the mailbox (use "Use another account").',
+      ]);
+    case 'state_rejected':
+      return page(400, 'This sign-in link cannot be used', [
+        stateProblems[outcome.problem],
+        'Nothing was stored. Open /api/oauth/start?mailbox=<address> again to start over.',
+      ]);
+    case 'identity_error':
+      return page(400, 'Microsoft sign-in did not complete', [
+        `Connecting ${outcome.mailbox} failed: ${outcome.error}.`,
+        outcome.description.slice(0, 500),
+        identityRemedy(outcome.aadsts, outcome.error),
+      ]);
+    case 'exchange_failed':
+      return renderFailurePage(outcome.failure, outcome.mailbox);
+  }
+}
+
+export function renderFailurePage(error: RelayError, mailbox?: string): ConsentPage {
+  return page(error.status >= 400 ? error.status : 502, 'The mailbox could not be connected', [
+    `${mailbox === undefined ? '' : `${mailbox}: `}${error.message} (${error.code})`,
+    ...(error.remedy === undefined ? [] : [error.remedy]),
+  ]);
+}
