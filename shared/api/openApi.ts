@@ -17,6 +17,8 @@ export interface OpenApiOptions {
   /** Where the API is served, e.g. https://relay.azurewebsites.net; paths start with /api. */
   serverUrl?: string;
   version?: string;
+  /** The routes to describe; the app's own route table unless given. */
+  routes?: readonly ApiRoute[];
 }
 
 const functionKeyHeader = 'x-functions-key';
@@ -83,7 +85,11 @@ function successResponse(response: ResponseDescription): JsonSchema {
             ]),
           ),
         }),
-    ...(schema === undefined ? {} : { content: { 'application/json': { schema } } }),
+    ...(schema === undefined && response.contentType === undefined
+      ? {}
+      : {
+          content: { [response.contentType ?? 'application/json']: schema === undefined ? {} : { schema } },
+        }),
   };
 }
 
@@ -120,7 +126,7 @@ function errorResponse(status: number, errors: ErrorCatalogEntry[]): JsonSchema 
   };
 }
 
-function operationOf(route: ApiRoute, parameters: string[]): JsonSchema {
+function operationOf(route: ApiRoute, parameters: string[], operationId: string): JsonSchema {
   const responses: Record<string, JsonSchema> = {};
   for (const [status, response] of Object.entries(route.responses))
     responses[status] = successResponse(response);
@@ -130,19 +136,23 @@ function operationOf(route: ApiRoute, parameters: string[]): JsonSchema {
   for (const [status, errors] of [...byStatus.entries()].sort(([a], [b]) => a - b))
     responses[String(status)] = errorResponse(status, errors);
   return {
-    operationId: route.name,
+    operationId,
     summary: route.summary,
     ...(route.description === undefined ? {} : { description: route.description }),
     security: securityOf(route),
-    ...(parameters.length === 0
+    ...(parameters.length === 0 && (route.parameters ?? []).length === 0
       ? {}
       : {
-          parameters: parameters.map((name) => ({
-            name,
-            in: 'path',
-            required: true,
-            schema: { type: 'string' },
-          })),
+          parameters: [
+            ...parameters.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } })),
+            ...(route.parameters ?? []).map((parameter) => ({
+              name: parameter.name,
+              in: parameter.in,
+              description: parameter.description,
+              required: parameter.required ?? false,
+              schema: parameter.schema ?? { type: 'string' },
+            })),
+          ],
         }),
     ...(route.requestBody === undefined
       ? {}
@@ -161,9 +171,18 @@ function operationOf(route: ApiRoute, parameters: string[]): JsonSchema {
 
 export function buildOpenApiDocument(options: OpenApiOptions = {}): JsonSchema {
   const paths: Record<string, Record<string, JsonSchema>> = {};
-  for (const route of apiRoutes) {
+  const routes = options.routes ?? apiRoutes;
+  for (const route of routes) {
     const { path, parameters } = openApiPath(route.route);
-    paths[path] = { ...paths[path], [route.method.toLowerCase()]: operationOf(route, parameters) };
+    // One function may serve several methods; operation ids must stay unique.
+    const shared = routes.filter((other) => other.name === route.name).length > 1;
+    const operationId = shared
+      ? `${route.name}${route.method[0]}${route.method.slice(1).toLowerCase()}`
+      : route.name;
+    paths[path] = {
+      ...paths[path],
+      [route.method.toLowerCase()]: operationOf(route, parameters, operationId),
+    };
   }
   return {
     openapi: '3.1.0',

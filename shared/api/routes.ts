@@ -36,7 +36,19 @@ export interface ResponseDescription {
   description: string;
   /** A component schema, or `document` for a free-form JSON object. */
   schema?: SchemaName | 'document';
+  /** `application/json` unless given (e.g. `text/html` for a page a browser shows). */
+  contentType?: string;
   headers?: Record<string, { description: string }>;
+}
+
+/** A header or query parameter (path parameters are read from the route itself). */
+export interface ParameterDescription {
+  name: string;
+  in: 'header' | 'query';
+  description: string;
+  required?: boolean;
+  /** JSON Schema of the value; a string when omitted. */
+  schema?: JsonSchema;
 }
 
 export interface ApiRoute {
@@ -51,6 +63,7 @@ export interface ApiRoute {
   callerKey: boolean;
   summary: string;
   description?: string;
+  parameters?: readonly ParameterDescription[];
   requestBody?: { schema: SchemaName; description?: string };
   responses: Record<number, ResponseDescription>;
   /** The error codes the route can answer with, by area of the error catalog. */

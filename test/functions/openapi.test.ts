@@ -2,8 +2,9 @@ import { readdirSync } from 'node:fs';
 import { app, type HttpFunctionOptions, HttpRequest } from '@azure/functions';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { buildOpenApiDocument } from '../../shared/api/openApi.ts';
 import { errorBodySchema } from '../../shared/api/responseSchemas.ts';
-import { apiRoutes } from '../../shared/api/routes.ts';
+import { type ApiRoute, apiRoutes } from '../../shared/api/routes.ts';
 import { loadConfig } from '../../shared/config.ts';
 import { capturingContext, jsonRequest } from '../support/relayHarness.ts';
 
@@ -188,5 +189,50 @@ describe('GET /api/openapi.json', () => {
     );
     expect(response.status).toBe(401);
     expect(errorBodySchema.safeParse(response.jsonBody).success).toBe(true);
+  });
+
+  it('stays valid when routes with path, header and query parameters, 202 and HTML answers are added', async () => {
+    const added: ApiRoute[] = [
+      ...apiRoutes,
+      {
+        name: 'sendStatus',
+        route: 'send/{id:guid}',
+        method: 'GET',
+        authLevel: 'function',
+        callerKey: true,
+        summary: 'A queued message',
+        responses: { 200: { description: 'Its state', schema: 'document' } },
+        errors: ['caller', 'internal'],
+      },
+      {
+        name: 'oauthCallback',
+        route: 'oauth/callback',
+        method: 'GET',
+        authLevel: 'anonymous',
+        callerKey: false,
+        summary: 'Entra ID returns here',
+        parameters: [{ name: 'code', in: 'query', description: 'authorization code', required: true }],
+        responses: { 200: { description: 'A page', contentType: 'text/html' } },
+        errors: ['identity', 'internal'],
+      },
+      {
+        name: 'send',
+        route: 'send',
+        method: 'PUT',
+        authLevel: 'admin',
+        callerKey: false,
+        summary: 'A second method on one function',
+        parameters: [{ name: 'Prefer', in: 'header', description: 'respond-async' }],
+        responses: { 202: { description: 'Queued', headers: { Location: { description: 'status URL' } } } },
+        errors: ['internal'],
+      },
+    ];
+    const extended = buildOpenApiDocument({ routes: added }) as OpenApiDocument;
+    const result = await new Validator().validate(extended);
+    expect(result.errors ?? []).toEqual([]);
+    expect(Object.keys(extended.paths)).toEqual(
+      expect.arrayContaining(['/api/send/{id}', '/api/oauth/callback']),
+    );
+    expect(extended.paths['/api/send']?.put?.security).toEqual([{ adminKey: [] }]);
   });
 });
