@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { errorCatalog } from '../../../shared/api/errorCatalog.ts';
+import { aadstsRules } from '../../../shared/tokens/identityErrors.ts';
 
 /**
  * Every error code in the code base is in the catalog with the status it is thrown with, and documented in
@@ -76,6 +77,15 @@ describe('error catalog', () => {
     for (const line of documentation.split('\n').filter((row) => /^\| `[a-z0-9_]+` \| \d{3} \|/.test(row))) {
       const cells = line.split(' | ');
       expect(cells.at(-1)?.replace(/\|$/, '').trim().length, line).toBeGreaterThan(10);
+    }
+  });
+
+  it('lists every AADSTS code the relay recognises next to the code it becomes', () => {
+    const section = documentation.slice(documentation.indexOf('## Entra ID (AADSTS) codes'));
+    for (const rule of aadstsRules) {
+      const line = section.split('\n').find((entry) => entry.includes(`\`${rule.code}\``)) ?? '';
+      for (const aadsts of rule.codes)
+        expect(line, `AADSTS${aadsts} -> ${rule.code}`).toContain(String(aadsts));
     }
   });
 });
