@@ -6,7 +6,12 @@ import { z } from 'zod';
  * Names start with RELAY_ so they never collide with @azure/identity's own AZURE_* variables.
  * local.settings.sample.json and the README list the same names; test/config.test.ts keeps them in step.
  */
-export type CredentialType = 'secret' | 'certificate';
+/**
+ * How the app proves itself to Entra ID for app-only tokens: a client secret or a certificate from the
+ * secret store, or `federated`: a managed-identity token for the federated identity credential's audience,
+ * handed to Entra as the client assertion (nothing stored, nothing expires).
+ */
+export type CredentialType = 'secret' | 'certificate' | 'federated';
 
 export interface CallerRule {
   /** A label for logs and errors; never the key. */
@@ -34,6 +39,10 @@ export interface RelayConfig {
     credentialType: CredentialType;
     clientSecretName: string;
     clientCertificateName: string;
+    /** Client id of the user-assigned managed identity; undefined means the system-assigned identity. */
+    managedIdentityClientId: string | undefined;
+    /** Audience of the managed-identity token used as the federated client assertion. */
+    federatedTokenAudience: string;
     /** Entra refuses tokens that are about to expire at Exchange's endpoint: renew this long before. */
     expiryMarginSeconds: number;
   };
@@ -73,6 +82,8 @@ export const settingDefaults = {
   RELAY_CREDENTIAL_TYPE: 'secret',
   RELAY_CLIENT_SECRET_NAME: 'relay-client-secret',
   RELAY_CLIENT_CERTIFICATE_NAME: 'relay-client-certificate',
+  // Entra's audience for federated identity credentials in the public cloud (US Gov: api://AzureADTokenExchangeUSGov).
+  RELAY_FEDERATED_TOKEN_AUDIENCE: 'api://AzureADTokenExchange',
   RELAY_TOKEN_EXPIRY_MARGIN_SECONDS: '300',
   RELAY_LOCAL_SECRETS_PATH: '.data/secrets.json',
   RELAY_SECRET_CACHE_SECONDS: '300',
@@ -99,6 +110,7 @@ export const settingNames = [
   'RELAY_CLIENT_ID',
   'RELAY_KEY_VAULT_URL',
   'RELAY_SMTP_EXTRA_CA',
+  'RELAY_MANAGED_IDENTITY_CLIENT_ID',
   ...Object.keys(settingDefaults),
 ] as const;
 
@@ -177,9 +189,11 @@ const settingsSchema = z.object({
   RELAY_TENANT_ID: optionalText,
   RELAY_CLIENT_ID: optionalText,
   RELAY_AUTHORITY_HOST: httpsUrl,
-  RELAY_CREDENTIAL_TYPE: z.enum(['secret', 'certificate']),
+  RELAY_CREDENTIAL_TYPE: z.enum(['secret', 'certificate', 'federated']),
   RELAY_CLIENT_SECRET_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
   RELAY_CLIENT_CERTIFICATE_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
+  RELAY_MANAGED_IDENTITY_CLIENT_ID: optionalText,
+  RELAY_FEDERATED_TOKEN_AUDIENCE: z.string().trim().min(1),
   RELAY_TOKEN_EXPIRY_MARGIN_SECONDS: integer(0, 3000),
   RELAY_KEY_VAULT_URL: z
     .string()
@@ -268,6 +282,8 @@ export function loadConfig(env: Record<string, string | undefined>): RelayConfig
       credentialType: settings.RELAY_CREDENTIAL_TYPE,
       clientSecretName: settings.RELAY_CLIENT_SECRET_NAME,
       clientCertificateName: settings.RELAY_CLIENT_CERTIFICATE_NAME,
+      managedIdentityClientId: settings.RELAY_MANAGED_IDENTITY_CLIENT_ID,
+      federatedTokenAudience: settings.RELAY_FEDERATED_TOKEN_AUDIENCE,
       expiryMarginSeconds: settings.RELAY_TOKEN_EXPIRY_MARGIN_SECONDS,
     },
     secrets: {

@@ -292,3 +292,35 @@ export function toMailOptions(request: SendRequest): SendMailOptions {
     disableUrlAccess: true,
   };
 }
+
+/** What an address field accepts, for the API description: the same schemas that parse each form. */
+const addressInput = z.union([addressString, addressObject]);
+const addressListInput = z.union([addressInput, z.array(addressInput).max(1000)]);
+
+/**
+ * The send request as JSON Schema (draft 2020-12, OpenAPI 3.1's dialect), generated from the schema that
+ * validates requests. Address fields are parsed by dispatching on the input's type (for exact error
+ * paths), which JSON Schema cannot see through, so their accepted shapes are filled in from the schemas
+ * each branch uses. Cross-field rules (one sender, a recipient, a body) are stated in the description.
+ */
+export function sendRequestJsonSchema(): Record<string, unknown> {
+  const inputShapes = new Map<unknown, z.ZodType>([
+    [oneAddress, addressInput],
+    [addressList, addressListInput],
+  ]);
+  const { $schema: _dialect, ...schema } = z.toJSONSchema(sendRequestSchema, {
+    io: 'input',
+    target: 'draft-2020-12',
+    override: (context) => {
+      const shape = inputShapes.get(context.zodSchema);
+      if (shape === undefined) return;
+      const { $schema: _shapeDialect, ...shapeSchema } = z.toJSONSchema(shape, { io: 'input' });
+      Object.assign(context.jsonSchema, shapeSchema);
+    },
+  });
+  return {
+    ...schema,
+    description:
+      'One sender in from; at least one recipient in to, cc or bcc; and text, html or an attachment. Addresses are "Name <address>" strings (several per string allowed in lists) or {address, name} objects.',
+  };
+}

@@ -8,7 +8,7 @@ import { type ConsentFlow, createConsentFlow } from './oauth/consentFlow.ts';
 import { createPendingConsents } from './oauth/pendingConsents.ts';
 import { createRelay, type Relay } from './relay.ts';
 import type { CachedSecretStore } from './secrets/cachedSecretStore.ts';
-import { createSecretStore } from './secrets/createSecretStore.ts';
+import { createSecretStore, defaultAzureCredential } from './secrets/createSecretStore.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
 import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
@@ -96,7 +96,8 @@ let environmentRuntime: Promise<Runtime> | undefined;
 export function runtimeFromEnvironment(): Promise<Runtime> {
   environmentRuntime ??= (async () => {
     const config = configFromEnvironment();
-    return createRuntime(config, await createSecretStore(config.secrets));
+    const vaultCredential = () => defaultAzureCredential(config.identity.managedIdentityClientId);
+    return createRuntime(config, await createSecretStore(config.secrets, vaultCredential));
   })();
   // A failed start (bad setting) is reported on every request until it is fixed, not cached as broken.
   environmentRuntime.catch(() => {

@@ -25,7 +25,11 @@ export async function createSecretStore(
   return createCachedSecretStore(vault, { ttlSeconds: config.cacheSeconds });
 }
 
-async function defaultAzureCredential(): Promise<TokenCredential> {
+/**
+ * In Azure the vault is reached as the Function App's user-assigned identity (RELAY_MANAGED_IDENTITY_CLIENT_ID);
+ * DefaultAzureCredential alone would only try the system-assigned one. Locally it falls back to `az login`.
+ */
+export async function defaultAzureCredential(managedIdentityClientId?: string): Promise<TokenCredential> {
   const { DefaultAzureCredential } = await import('@azure/identity');
-  return new DefaultAzureCredential();
+  return new DefaultAzureCredential(managedIdentityClientId === undefined ? {} : { managedIdentityClientId });
 }

@@ -5,6 +5,7 @@ import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { AccessToken, TokenSource } from './accessToken.ts';
 import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
 import { mapIdentityError } from './identityErrors.ts';
+import { type ClientAssertionSource, createManagedIdentityAssertion } from './managedIdentityAssertion.ts';
 
 /**
  * App-only tokens by client credentials (scope https://outlook.office365.com/.default, app role
@@ -16,6 +17,9 @@ export function createAppOnlyTokenSource(
   identity: RelayConfig['identity'],
   scope: string,
   secrets: CachedSecretStore,
+  federatedAssertion: ClientAssertionSource | undefined = identity.credentialType === 'federated'
+    ? createManagedIdentityAssertion(identity)
+    : undefined,
 ): TokenSource {
   let client: { fingerprint: string; application: ConfidentialClientApplication } | undefined;
 
@@ -35,6 +39,7 @@ export function createAppOnlyTokenSource(
         ...(credential.clientCertificate === undefined
           ? {}
           : { clientCertificate: credential.clientCertificate }),
+        ...(credential.clientAssertion === undefined ? {} : { clientAssertion: credential.clientAssertion }),
       },
     });
     client = { fingerprint: credential.fingerprint, application };
@@ -42,7 +47,7 @@ export function createAppOnlyTokenSource(
   }
 
   async function requestToken(forceRefresh: boolean): Promise<AccessToken> {
-    const credential = await loadClientCredential(identity, secrets);
+    const credential = await loadClientCredential(identity, secrets, federatedAssertion);
     const application = await clientFor(credential);
     const result = await application.acquireTokenByClientCredential({
       scopes: [scope],
@@ -62,7 +67,10 @@ export function createAppOnlyTokenSource(
     try {
       return await requestToken(options.forceRefresh);
     } catch (error) {
-      const mapped = mapIdentityError(error, { authorityHost: identity.authorityHost });
+      const mapped = mapIdentityError(error, {
+        authorityHost: identity.authorityHost,
+        credentialType: identity.credentialType,
+      });
       if (mapped.code !== 'client_secret_invalid' && mapped.code !== 'client_certificate_invalid')
         throw mapped;
       // The cached credential may be one an administrator has just rotated: read it afresh once.
@@ -72,7 +80,10 @@ export function createAppOnlyTokenSource(
       try {
         return await requestToken(true);
       } catch (retryError) {
-        throw mapIdentityError(retryError, { authorityHost: identity.authorityHost });
+        throw mapIdentityError(retryError, {
+          authorityHost: identity.authorityHost,
+          credentialType: identity.credentialType,
+        });
       }
     }
   };

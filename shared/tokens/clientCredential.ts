@@ -3,13 +3,18 @@ import type { NodeAuthOptions } from '@azure/msal-node';
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
+import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 
 /**
  * Reads the app's credential from the secret store and shapes it for MSAL: a client secret, or a
  * certificate stored as PEM holding the private key and the certificate (the format Key Vault exports
  * for PEM certificates). The thumbprint is computed from the certificate, so nobody has to copy it by hand.
+ * A federated credential reads nothing from the store: MSAL asks the assertion source for each token request.
  */
-export type ClientCredential = Pick<NodeAuthOptions, 'clientSecret' | 'clientCertificate'> & {
+export type ClientCredential = Pick<
+  NodeAuthOptions,
+  'clientSecret' | 'clientCertificate' | 'clientAssertion'
+> & {
   /** Identifies the credential's value without revealing it, to notice a rotation. */
   fingerprint: string;
   expiresOn: Date | undefined;
@@ -18,7 +23,12 @@ export type ClientCredential = Pick<NodeAuthOptions, 'clientSecret' | 'clientCer
 export async function loadClientCredential(
   identity: RelayConfig['identity'],
   secrets: SecretStore,
+  federatedAssertion?: ClientAssertionSource,
 ): Promise<ClientCredential> {
+  if (identity.credentialType === 'federated') {
+    if (federatedAssertion === undefined) throw new Error('A federated credential needs an assertion source');
+    return { clientAssertion: federatedAssertion, fingerprint: 'federated', expiresOn: undefined };
+  }
   if (identity.credentialType === 'secret') {
     const secret = await secrets.getSecret(identity.clientSecretName);
     if (secret === undefined || secret.value.trim() === '')

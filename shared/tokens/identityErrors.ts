@@ -1,3 +1,4 @@
+import type { CredentialType } from '../config.ts';
 import { RelayError } from '../errors.ts';
 
 /**
@@ -13,9 +14,21 @@ interface AadstsRule {
   remedy: string;
   /** Needs the mailbox owner (or an admin) to sign in again through /api/oauth/start. */
   needsConsent?: boolean;
+  /** The rule applies only when the app signs in with this credential type (same AADSTS, other cause). */
+  credentialType?: CredentialType;
 }
 
 export const aadstsRules: AadstsRule[] = [
+  {
+    // 70021/700211-700213: no federated credential matches the assertion's issuer, subject or audience;
+    // 50013/700027/700024: its signature or lifetime was refused.
+    codes: [70021, 700211, 700212, 700213, 50013, 700027, 700024],
+    code: 'federated_credential_invalid',
+    meaning: "Entra ID did not accept the managed identity's token as a federated credential of the app",
+    remedy:
+      "Add a federated credential to the app registration (Certificates & secrets > Federated credentials > Managed identity, or az ad app federated-credential create) with issuer https://login.microsoftonline.com/<tenant>/v2.0, subject = the managed identity's object (principal) id and audience api://AzureADTokenExchange; the deployment outputs list all three.",
+    credentialType: 'federated',
+  },
   {
     codes: [7000215],
     code: 'client_secret_invalid',
@@ -124,7 +137,10 @@ export function needsConsent(error: RelayError): boolean {
   );
 }
 
-export function mapIdentityError(error: unknown, context: { authorityHost: string }): RelayError {
+export function mapIdentityError(
+  error: unknown,
+  context: { authorityHost: string; credentialType?: CredentialType },
+): RelayError {
   if (error instanceof RelayError) return error;
   const candidate = error as MsalLikeError | null;
   const errorCode = String(candidate?.errorCode ?? '');
@@ -135,7 +151,14 @@ export function mapIdentityError(error: unknown, context: { authorityHost: strin
     ...(errorCode === '' ? {} : { identityError: errorCode }),
     ...(correlationId === undefined ? {} : { correlationId }),
   };
-  const rule = aadsts === undefined ? undefined : aadstsRules.find((entry) => entry.codes.includes(aadsts));
+  const rule =
+    aadsts === undefined
+      ? undefined
+      : aadstsRules.find(
+          (entry) =>
+            entry.codes.includes(aadsts) &&
+            (entry.credentialType === undefined || entry.credentialType === context.credentialType),
+        );
   if (rule !== undefined) {
     return new RelayError({
       code: rule.code,

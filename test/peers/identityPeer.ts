@@ -26,7 +26,25 @@ export interface ClientRegistration {
   clientSecret?: string;
   /** Public certificate whose key signs the client_assertion JWT (RS256 or PS256, x5t or x5t#S256 header). */
   certificatePem?: string;
+  /** Federated identity credentials: tokens from these issuers are accepted as the client assertion. */
+  federatedCredentials?: FederatedCredentialRegistration[];
 }
+
+/**
+ * A federated identity credential as Entra stores it (issuer, subject, audiences), plus the public key the
+ * issuer signs with: Entra finds that key through the issuer's OIDC discovery; the peer is simply told it.
+ */
+export interface FederatedCredentialRegistration {
+  issuer: string;
+  subject: string;
+  /** Entra allows exactly one; `api://AzureADTokenExchange` by default. */
+  audience?: string;
+  /** PEM public key (or certificate) whose private key signs the issuer's tokens. */
+  issuerPublicKeyPem: string;
+}
+
+/** How a confidential client proved itself on a token request. */
+export type ClientAuthentication = 'secret' | 'certificate' | 'federated' | 'none';
 
 export interface UserRegistration {
   /** The UPN, e.g. relay@contoso.onmicrosoft.com; matched case-insensitively like Entra. */
@@ -49,6 +67,10 @@ export interface TokenRequestRecord {
   at: Date;
   /** The HTTP status the peer answered with; set once the answer is sent. */
   status?: number;
+  /** Set once the client was authenticated. */
+  clientAuthentication?: ClientAuthentication;
+  /** For a federated assertion: its issuer and subject, as a sign-in log shows them. */
+  federatedIdentity?: { issuer: string; subject: string };
 }
 
 export interface IssuedAccessToken {
@@ -109,11 +131,13 @@ const AUTHORIZATION_CODE_LIFETIME_MS = 10 * 60 * 1000;
 const ID_TOKEN_LIFETIME_SECONDS = 3600;
 const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const CLOCK_SKEW_SECONDS = 300;
+const FEDERATED_AUDIENCE = 'api://AzureADTokenExchange';
 
 interface ClientRecord {
   clientId: string;
   clientSecret?: string;
   assertionKey?: { publicKey: KeyObject; x5t: string; x5tS256: string };
+  federated?: { issuer: string; subject: string; audience: string; publicKey: KeyObject }[];
 }
 
 interface AuthorizationCodeGrant {
@@ -378,8 +402,55 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
     }
   }
 
+  /**
+   * A federated assertion is a token from a trusted issuer (for a managed identity: Entra itself), matched
+   * on issuer, subject and audience exactly, with a valid signature and lifetime. Codes as Entra sends them.
+   */
+  function verifyFederatedAssertion(
+    client: ClientRecord,
+    jwt: NonNullable<ReturnType<typeof decodeJwt>>,
+  ): { issuer: string; subject: string } {
+    const invalidClient = (code: number, description: string): EntraError =>
+      new EntraError(401, 'invalid_client', code, description);
+    const { iss, sub, aud, exp, nbf } = jwt.claims;
+    const byIssuer = (client.federated ?? []).filter((entry) => entry.issuer === iss);
+    if (byIssuer.length === 0) {
+      throw invalidClient(
+        700211,
+        `No matching federated identity record found for presented assertion issuer '${String(iss)}'.`,
+      );
+    }
+    const bySubject = byIssuer.filter((entry) => entry.subject === sub);
+    if (bySubject.length === 0) {
+      throw invalidClient(
+        700213,
+        `No matching federated identity record found for presented assertion subject '${String(sub)}'.`,
+      );
+    }
+    const audiences = Array.isArray(aud) ? aud : [aud];
+    const match = bySubject.find((entry) => audiences.includes(entry.audience));
+    if (match === undefined) {
+      throw invalidClient(
+        700212,
+        `No matching federated identity record found for presented assertion audience '${String(aud)}'.`,
+      );
+    }
+    if (!verifyJwtSignature(jwt, match.publicKey)) {
+      throw invalidClient(50013, 'Assertion failed signature validation.');
+    }
+    const now = nowSeconds();
+    if (
+      typeof exp !== 'number' ||
+      exp < now - CLOCK_SKEW_SECONDS ||
+      (typeof nbf === 'number' && nbf > now + CLOCK_SKEW_SECONDS)
+    ) {
+      throw invalidClient(700024, 'Client assertion is not within its valid time range.');
+    }
+    return { issuer: match.issuer, subject: match.subject };
+  }
+
   /** Confidential clients must prove who they are; a client registered without credentials is public. */
-  function authenticateClient(form: URLSearchParams): ClientRecord {
+  function authenticateClient(form: URLSearchParams, record?: TokenRequestRecord): ClientRecord {
     const assertion = form.get('client_assertion');
     const assertedClientId = assertion ? decodeJwt(assertion)?.claims.iss : undefined;
     const clientId = form.get('client_id') ?? (typeof assertedClientId === 'string' ? assertedClientId : '');
@@ -394,7 +465,15 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
           "The request body must contain the following parameter: 'client_assertion_type'.",
         );
       }
+      const jwt = decodeJwt(assertion);
+      // An assertion the app signed itself names the app as issuer; anything else must be federated.
+      if (jwt !== undefined && jwt.claims.iss !== client.clientId && client.federated !== undefined) {
+        const federatedIdentity = verifyFederatedAssertion(client, jwt);
+        if (record) Object.assign(record, { clientAuthentication: 'federated', federatedIdentity });
+        return client;
+      }
       verifyClientAssertion(client, assertion);
+      if (record) record.clientAuthentication = 'certificate';
     } else if (secret !== null) {
       if (client.clientSecret === undefined || secret !== client.clientSecret) {
         throw new EntraError(
@@ -404,7 +483,12 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
           `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`,
         );
       }
-    } else if (client.clientSecret !== undefined || client.assertionKey !== undefined) {
+      if (record) record.clientAuthentication = 'secret';
+    } else if (
+      client.clientSecret !== undefined ||
+      client.assertionKey !== undefined ||
+      client.federated !== undefined
+    ) {
       throw new EntraError(
         401,
         'invalid_client',
@@ -415,8 +499,8 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
     return client;
   }
 
-  function clientCredentialsGrant(form: URLSearchParams): JsonObject {
-    const client = authenticateClient(form);
+  function clientCredentialsGrant(form: URLSearchParams, record: TokenRequestRecord): JsonObject {
+    const client = authenticateClient(form, record);
     const scope = form.get('scope') ?? '';
     if (!scope.endsWith('/.default') || scope.includes(' ')) {
       throw new EntraError(
@@ -543,7 +627,7 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
     try {
       switch (record.grantType) {
         case 'client_credentials':
-          answer(200, clientCredentialsGrant(form));
+          answer(200, clientCredentialsGrant(form, record));
           return;
         case 'authorization_code':
           answer(200, authorizationCodeGrant(form));
@@ -706,7 +790,7 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
     tokenRequests,
     issuedAccessTokens,
 
-    registerClient({ clientId, clientSecret, certificatePem }) {
+    registerClient({ clientId, clientSecret, certificatePem, federatedCredentials }) {
       clients.set(clientId, {
         clientId,
         ...(clientSecret !== undefined ? { clientSecret } : {}),
@@ -716,6 +800,16 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
                 publicKey: createPublicKey(certificatePem),
                 ...certificateThumbprints(certificatePem),
               },
+            }
+          : {}),
+        ...(federatedCredentials !== undefined
+          ? {
+              federated: federatedCredentials.map((entry) => ({
+                issuer: entry.issuer,
+                subject: entry.subject,
+                audience: entry.audience ?? FEDERATED_AUDIENCE,
+                publicKey: createPublicKey(entry.issuerPublicKeyPem),
+              })),
             }
           : {}),
       });

@@ -1,0 +1,127 @@
+// The Function App on the Flex Consumption plan (Linux, Node 22), running as the user-assigned identity,
+// and every app setting the relay reads (shared/config.ts settingNames). Settings not listed here keep the
+// relay's own defaults; test/infra/template.test.ts keeps this list, the config loader and
+// local.settings.sample.json in step. Flex Consumption takes the runtime from functionAppConfig, so
+// FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION must not be set.
+param name string
+param location string
+param tags object = {}
+param planName string
+param storageAccountName string
+param deploymentContainerName string
+param applicationInsightsName string
+param identityId string
+param identityClientId string
+param keyVaultUrl string
+param entraTenantId string
+param entraClientId string
+param credentialType string
+param relayCallers string
+param smtpHost string
+param smtpScope string
+param smtpExtraCa string
+param additionalAppSettings object = {}
+param maximumInstanceCount int = 40
+param instanceMemoryMB int = 2048
+
+var loginEndpoint = environment().authentication.loginEndpoint
+// Entra's audience for federated credentials differs per cloud.
+var federatedTokenAudience = environment().name == 'AzureUSGovernment'
+  ? 'api://AzureADTokenExchangeUSGov'
+  : environment().name == 'AzureChinaCloud' ? 'api://AzureADTokenExchangeChina' : 'api://AzureADTokenExchange'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'relay' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'node'
+        version: '22'
+      }
+    }
+  }
+
+  resource appSettings 'config' = {
+    name: 'appsettings'
+    properties: union(
+      {
+        // The Functions host: identity-based storage and telemetry, no keys or connection secrets.
+        AzureWebJobsStorage__accountName: storage.name
+        AzureWebJobsStorage__credential: 'managedidentity'
+        AzureWebJobsStorage__clientId: identityClientId
+        APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+        APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+        // The relay (shared/config.ts).
+        RELAY_TENANT_ID: entraTenantId
+        RELAY_CLIENT_ID: entraClientId
+        RELAY_AUTHORITY_HOST: endsWith(loginEndpoint, '/') ? take(loginEndpoint, length(loginEndpoint) - 1) : loginEndpoint
+        RELAY_CREDENTIAL_TYPE: credentialType
+        RELAY_CLIENT_SECRET_NAME: 'relay-client-secret'
+        RELAY_CLIENT_CERTIFICATE_NAME: 'relay-client-certificate'
+        RELAY_MANAGED_IDENTITY_CLIENT_ID: identityClientId
+        RELAY_FEDERATED_TOKEN_AUDIENCE: federatedTokenAudience
+        RELAY_KEY_VAULT_URL: keyVaultUrl
+        RELAY_SMTP_HOST: smtpHost
+        RELAY_SMTP_SCOPE: smtpScope
+        RELAY_SMTP_EXTRA_CA: smtpExtraCa
+        RELAY_CALLERS: relayCallers
+      },
+      additionalAppSettings
+    )
+  }
+}
+
+output name string = functionApp.name
+output uri string = 'https://${functionApp.properties.defaultHostName}'
+output federatedTokenAudience string = federatedTokenAudience

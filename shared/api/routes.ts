@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import { callerKeyHeader } from '../callers.ts';
+import { sendRequestJsonSchema } from '../message.ts';
+import type { ErrorArea } from './errorCatalog.ts';
+import { errorBodySchema, sendResultSchema } from './responseSchemas.ts';
+
+/**
+ * Every HTTP route the function app registers, described once: the API description (openApi.ts) is built
+ * from this table, and test/functions/openapi.test.ts imports every functions/*.ts, records what each
+ * registers with app.http, and fails when a route, method or auth level is missing here or differs.
+ * To describe a new route: add its body schemas to `componentSchemas` (generated from zod) and one entry
+ * to `apiRoutes`.
+ */
+export type JsonSchema = Record<string, unknown>;
+export type AuthLevel = 'anonymous' | 'function' | 'admin';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** A response body schema from zod, as JSON Schema draft 2020-12 (OpenAPI 3.1's dialect). */
+export function fromZod(schema: z.ZodType, io: 'input' | 'output' = 'output'): () => JsonSchema {
+  return () => {
+    const { $schema: _dialect, ...jsonSchema } = z.toJSONSchema(schema, { io, target: 'draft-2020-12' });
+    return jsonSchema;
+  };
+}
+
+/** Named body schemas, referenced from routes and emitted under components.schemas. */
+export const componentSchemas = {
+  SendRequest: sendRequestJsonSchema,
+  SendResult: fromZod(sendResultSchema),
+  ErrorBody: fromZod(errorBodySchema),
+} satisfies Record<string, () => JsonSchema>;
+
+export type SchemaName = keyof typeof componentSchemas;
+
+export interface ResponseDescription {
+  description: string;
+  /** A component schema, or `document` for a free-form JSON object. */
+  schema?: SchemaName | 'document';
+  /** `application/json` unless given (e.g. `text/html` for a page a browser shows). */
+  contentType?: string;
+  headers?: Record<string, { description: string }>;
+}
+
+/** A header or query parameter (path parameters are read from the route itself). */
+export interface ParameterDescription {
+  name: string;
+  in: 'header' | 'query';
+  description: string;
+  required?: boolean;
+  /** JSON Schema of the value; a string when omitted. */
+  schema?: JsonSchema;
+}
+
+export interface ApiRoute {
+  /** The name given to app.http. */
+  name: string;
+  /** The route as registered (no `api/` prefix), with Functions' `{parameter}` placeholders. */
+  route: string;
+  method: HttpMethod;
+  /** Must equal the registration's authLevel: function and admin keys go in x-functions-key. */
+  authLevel: AuthLevel;
+  /** The relay's own caller key (x-relay-key) is required as well. */
+  callerKey: boolean;
+  summary: string;
+  description?: string;
+  parameters?: readonly ParameterDescription[];
+  requestBody?: { schema: SchemaName; description?: string };
+  responses: Record<number, ResponseDescription>;
+  /** The error codes the route can answer with, by area of the error catalog. */
+  errors: readonly ErrorArea[];
+}
+
+export const routePrefix = 'api';
+
+export const apiRoutes: readonly ApiRoute[] = [
+  {
+    name: 'send',
+    route: 'send',
+    method: 'POST',
+    authLevel: 'function',
+    callerKey: true,
+    summary: 'Send one message through Exchange Online',
+    description: `Authenticates the caller by ${callerKeyHeader}, validates the message, checks the caller may use the sender, and relays it over SMTP AUTH (XOAUTH2). Answers with Exchange's outcome.`,
+    requestBody: { schema: 'SendRequest' },
+    responses: { 200: { description: 'Exchange accepted the message', schema: 'SendResult' } },
+    errors: ['request', 'caller', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
+  },
+  {
+    name: 'openapi',
+    route: 'openapi.json',
+    method: 'GET',
+    authLevel: 'anonymous',
+    callerKey: false,
+    summary: 'This API description (OpenAPI 3.1)',
+    responses: { 200: { description: 'The OpenAPI document', schema: 'document' } },
+    errors: ['internal'],
+  },
+];
