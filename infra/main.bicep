@@ -38,6 +38,9 @@ param credentialType string = 'federated'
 @description('JSON array of callers: [{ "name", "keySha256", "senders": [...] }] (npm run caller-key creates entries).')
 param relayCallers string = '[]'
 
+@description('RELAY_MAILBOXES: JSON array of { "address", "mode": "app" | "delegated" }.')
+param relayMailboxes string = '[]'
+
 @description('Exchange Online SMTP AUTH endpoint; smtp.office365.us for GCC High.')
 param smtpHost string = 'smtp.office365.com'
 
@@ -140,6 +143,7 @@ module relay './app/relay.bicep' = {
     entraClientId: entraClientId
     credentialType: credentialType
     relayCallers: relayCallers
+    relayMailboxes: relayMailboxes
     smtpHost: smtpHost
     smtpScope: smtpScope
     smtpExtraCa: smtpExtraCa

@@ -17,6 +17,8 @@ param entraTenantId string
 param entraClientId string
 param credentialType string
 param relayCallers string
+@description('RELAY_MAILBOXES: JSON array of { address, mode } for delegated mailboxes.')
+param relayMailboxes string = '[]'
 param smtpHost string
 param smtpScope string
 param smtpExtraCa string
@@ -116,6 +118,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         RELAY_SMTP_SCOPE: smtpScope
         RELAY_SMTP_EXTRA_CA: smtpExtraCa
         RELAY_CALLERS: relayCallers
+        RELAY_MAILBOXES: relayMailboxes
+        // The OAuth redirect URI is derived from this, never from request headers.
+        RELAY_PUBLIC_BASE_URL: 'https://${functionApp.properties.defaultHostName}'
       },
       additionalAppSettings
     )

@@ -185,6 +185,24 @@ const listed: ErrorCatalogEntry[] = [
     summary: 'The SMTP conversation could not be completed (network).',
   },
   {
+    code: 'mailbox_not_delegated',
+    status: 400,
+    area: 'request',
+    summary: 'Consent was started for a mailbox that RELAY_MAILBOXES does not list as delegated.',
+  },
+  {
+    code: 'mailbox_not_connected',
+    status: 409,
+    area: 'identity',
+    summary: 'A delegated mailbox has no stored sign-in yet (or it was removed).',
+  },
+  {
+    code: 'token_cache_too_large',
+    status: 500,
+    area: 'secrets',
+    summary: "The mailbox's MSAL token cache would exceed Key Vault's 25 KB secret limit.",
+  },
+  {
     code: 'internal_error',
     status: 500,
     area: 'internal',

@@ -86,6 +86,68 @@ export const apiRoutes: readonly ApiRoute[] = [
     errors: ['request', 'caller', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
   },
   {
+    name: 'oauthStart',
+    route: 'oauth/start',
+    method: 'GET',
+    authLevel: 'function',
+    callerKey: false,
+    summary: 'Start connecting a delegated mailbox (browser redirect to Microsoft sign-in)',
+    description:
+      'Redirects the browser to the Entra ID authorize endpoint (authorization code with PKCE, login_hint=mailbox, prompt=select_account). The state is bound to the mailbox and to this browser, expires in 10 minutes and is accepted once.',
+    parameters: [
+      {
+        name: 'mailbox',
+        in: 'query',
+        required: true,
+        description: 'The delegated mailbox to connect, as listed in RELAY_MAILBOXES.',
+      },
+    ],
+    responses: {
+      302: {
+        description: 'Redirect to the Microsoft sign-in page',
+        headers: { Location: { description: 'The authorize URL' } },
+      },
+    },
+    errors: ['request', 'configuration', 'secrets', 'internal'],
+  },
+  {
+    name: 'oauthCallback',
+    route: 'oauth/callback',
+    method: 'GET',
+    authLevel: 'anonymous',
+    callerKey: false,
+    summary: 'Where Microsoft sends the browser back after sign-in',
+    description:
+      'Checks the state, redeems the code and checks that the signed-in account is the mailbox being connected. Answers with a small HTML page: 200 connected, 400 bad or expired state or a sign-in error, 409 a different account signed in (nothing stored), 502 the code could not be redeemed.',
+    parameters: [
+      { name: 'state', in: 'query', description: 'The state issued by /api/oauth/start.' },
+      { name: 'code', in: 'query', description: 'The authorization code (never echoed or logged).' },
+      { name: 'error', in: 'query', description: 'An error from the identity provider, e.g. access_denied.' },
+    ],
+    responses: {
+      200: { description: 'The mailbox is connected', contentType: 'text/html' },
+      400: {
+        description: 'Missing, forged, expired or replayed state, or a sign-in error',
+        contentType: 'text/html',
+      },
+      409: { description: 'A different account signed in; nothing was stored', contentType: 'text/html' },
+      502: { description: 'The code could not be redeemed', contentType: 'text/html' },
+    },
+    errors: ['internal'],
+  },
+  {
+    name: 'status',
+    route: 'status',
+    method: 'GET',
+    authLevel: 'admin',
+    callerKey: false,
+    summary: 'Health of every mailbox and of the app credential',
+    description:
+      'Lists each mailbox with its mode, health, last refresh, last error and remedy, and for mailboxes that need consent the start URL that fixes it. Also the days left before the client secret or certificate expires. Never includes secrets.',
+    responses: { 200: { description: 'Mailbox and credential health', schema: 'document' } },
+    errors: ['configuration', 'secrets', 'internal'],
+  },
+  {
     name: 'openapi',
     route: 'openapi.json',
     method: 'GET',

@@ -34,6 +34,9 @@ const leftAtDefaults = [
   'RELAY_SMTP_TIMEOUT_SECONDS',
   'RELAY_MAX_MESSAGE_BYTES',
   'RELAY_MAX_RECIPIENTS',
+  // Delegated mailboxes (issue 3): Exchange Online's public-cloud scope and a refresh every 6 hours.
+  'RELAY_DELEGATED_SCOPE',
+  'RELAY_TOKEN_REFRESH_SCHEDULE',
   // Only used without Key Vault; in Azure RELAY_KEY_VAULT_URL is always set.
   'RELAY_LOCAL_SECRETS_PATH',
 ];
