@@ -5,7 +5,8 @@ import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { AccessToken, TokenSource } from './accessToken.ts';
 import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
 import { mapIdentityError } from './identityErrors.ts';
-import { type ClientAssertionSource, createManagedIdentityAssertion } from './managedIdentityAssertion.ts';
+import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
+import { createConfidentialClient } from './msalClient.ts';
 
 /**
  * App-only tokens by client credentials (scope https://outlook.office365.com/.default, app role
@@ -17,31 +18,14 @@ export function createAppOnlyTokenSource(
   identity: RelayConfig['identity'],
   scope: string,
   secrets: CachedSecretStore,
-  federatedAssertion: ClientAssertionSource | undefined = identity.credentialType === 'federated'
-    ? createManagedIdentityAssertion(identity)
-    : undefined,
+  /** For a federated credential; by default the Function App's managed identity (clientCredential.ts). */
+  federatedAssertion?: ClientAssertionSource,
 ): TokenSource {
   let client: { fingerprint: string; application: ConfidentialClientApplication } | undefined;
 
   async function clientFor(credential: ClientCredential): Promise<ConfidentialClientApplication> {
     if (client?.fingerprint === credential.fingerprint) return client.application;
-    const { tenantId, clientId } = requireAppIdentity(identity);
-    const authorityUrl = new URL(identity.authorityHost);
-    // MSAL loaded lazily: it is a large import and cold start matters for a consumption plan.
-    const { ConfidentialClientApplication: Application } = await import('@azure/msal-node');
-    const application = new Application({
-      auth: {
-        clientId,
-        authority: `${identity.authorityHost}/${tenantId}`,
-        // Without this MSAL asks login.microsoftonline.com for instance discovery of non-public hosts.
-        knownAuthorities: [authorityUrl.host],
-        ...(credential.clientSecret === undefined ? {} : { clientSecret: credential.clientSecret }),
-        ...(credential.clientCertificate === undefined
-          ? {}
-          : { clientCertificate: credential.clientCertificate }),
-        ...(credential.clientAssertion === undefined ? {} : { clientAssertion: credential.clientAssertion }),
-      },
-    });
+    const application = await createConfidentialClient(identity, credential);
     client = { fingerprint: credential.fingerprint, application };
     return application;
   }
@@ -87,21 +71,4 @@ export function createAppOnlyTokenSource(
       }
     }
   };
-}
-
-function requireAppIdentity(identity: RelayConfig['identity']): { tenantId: string; clientId: string } {
-  const missing = [
-    ...(identity.tenantId === undefined ? ['RELAY_TENANT_ID'] : []),
-    ...(identity.clientId === undefined ? ['RELAY_CLIENT_ID'] : []),
-  ];
-  if (identity.tenantId === undefined || identity.clientId === undefined) {
-    throw new RelayError({
-      code: 'relay_not_configured',
-      status: 500,
-      message: `The relay cannot get tokens: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set.`,
-      remedy:
-        'Set them to the Directory (tenant) ID and Application (client) ID of the Entra app registration.',
-    });
-  }
-  return { tenantId: identity.tenantId, clientId: identity.clientId };
 }

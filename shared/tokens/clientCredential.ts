@@ -3,7 +3,7 @@ import type { NodeAuthOptions } from '@azure/msal-node';
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
-import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
+import { type ClientAssertionSource, createManagedIdentityAssertion } from './managedIdentityAssertion.ts';
 
 /**
  * Reads the app's credential from the secret store and shapes it for MSAL: a client secret, or a
@@ -26,8 +26,11 @@ export async function loadClientCredential(
   federatedAssertion?: ClientAssertionSource,
 ): Promise<ClientCredential> {
   if (identity.credentialType === 'federated') {
-    if (federatedAssertion === undefined) throw new Error('A federated credential needs an assertion source');
-    return { clientAssertion: federatedAssertion, fingerprint: 'federated', expiresOn: undefined };
+    return {
+      clientAssertion: federatedAssertion ?? defaultFederatedAssertion(identity),
+      fingerprint: 'federated',
+      expiresOn: undefined,
+    };
   }
   if (identity.credentialType === 'secret') {
     const secret = await secrets.getSecret(identity.clientSecretName);
@@ -97,4 +100,17 @@ function credentialMissing(name: string, store: string, what: string): RelayErro
         ? `az keyvault secret set --vault-name <vault> --name ${name} --value <value>`
         : `npm run secret -- set ${name} (stores it in the local secret file)`,
   });
+}
+
+// One managed-identity assertion source per configuration, shared by the app-only and delegated clients
+// and the status report, so the identity's token is fetched and cached once.
+const federatedAssertions = new WeakMap<RelayConfig['identity'], ClientAssertionSource>();
+
+function defaultFederatedAssertion(identity: RelayConfig['identity']): ClientAssertionSource {
+  let assertion = federatedAssertions.get(identity);
+  if (assertion === undefined) {
+    assertion = createManagedIdentityAssertion(identity);
+    federatedAssertions.set(identity, assertion);
+  }
+  return assertion;
 }

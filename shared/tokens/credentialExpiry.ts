@@ -12,7 +12,8 @@ export const credentialWarningDays = 30;
 
 export interface CredentialExpiry {
   type: RelayConfig['identity']['credentialType'];
-  secretName: string;
+  /** The stored secret or certificate; absent for a federated credential, which has nothing to expire. */
+  secretName?: string;
   expiresOn?: string;
   daysLeft?: number;
   /** Set when fewer than 30 days are left, the expiry is unknown, or the credential cannot be read. */
@@ -24,6 +25,8 @@ export async function describeCredentialExpiry(
   secrets: SecretStore,
   now: number = Date.now(),
 ): Promise<CredentialExpiry> {
+  // A federated credential is the managed identity's own token: no secret exists that could expire.
+  if (identity.credentialType === 'federated') return { type: 'federated' };
   const secretName =
     identity.credentialType === 'secret' ? identity.clientSecretName : identity.clientCertificateName;
   const base = { type: identity.credentialType, secretName };

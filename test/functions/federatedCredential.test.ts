@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSendHandler } from '../../functions/send.ts';
 import { loadConfig } from '../../shared/config.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
+import { describeCredentialExpiry } from '../../shared/tokens/credentialExpiry.ts';
 import { type ManagedIdentityPeer, startManagedIdentityPeer } from '../peers/managedIdentityPeer.ts';
 import {
   appClientId,
@@ -140,5 +141,12 @@ describe('federated credential (managed identity as the app credential)', () => 
     expect(error.remedy).toContain('RELAY_MANAGED_IDENTITY_CLIENT_ID');
     expect(managedIdentity.requests.at(-1)).toMatchObject({ status: 400 });
     expect(harness.identity.tokenRequests.length).toBe(before);
+  });
+
+  it('reports no expiring secret in the status, since none exists', async () => {
+    const runtime = freshRuntime();
+    expect(await describeCredentialExpiry(runtime.config.identity, harness.secrets)).toEqual({
+      type: 'federated',
+    });
   });
 });
