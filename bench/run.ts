@@ -1,8 +1,11 @@
 // npm run bench: the relay against bare nodemailer on loopback. See README "Performance".
 import { parseArgs } from 'node:util';
 import { trustCertificate } from '../test/peers/testCertificate.ts';
+import { measureColdStart } from './coldStart.ts';
+import { measureMemory } from './memory.ts';
 import { createMessageFactory } from './messages.ts';
 import { startPeers } from './peers.ts';
+import { describeMachine, report } from './report.ts';
 import { benchIdentity, createBareSide, createRelaySide } from './sides.ts';
 import { runScenario, type ScenarioResult } from './throughput.ts';
 
@@ -15,6 +18,8 @@ const { values: flags } = parseArgs({
     mailboxes: { type: 'string' },
     callers: { type: 'string' },
     latency: { type: 'string' },
+    'memory-sends': { type: 'string' },
+    'cold-starts': { type: 'string' },
     smoke: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -29,6 +34,8 @@ if (flags.help) {
   --mailboxes N       sender mailboxes, one pool of 3 connections each (default 5)
   --callers N         caller keys configured in RELAY_CALLERS (default 10)
   --latency MS        SMTP command latency of the extra "remote server" scenario (default 20; 0 skips it)
+  --memory-sends N    simultaneous 1 MB sends for the peak RSS probe (default 200; smoke 20)
+  --cold-starts N     fresh processes per side for cold start (default 7; smoke 1)
   --smoke             tiny run that proves the script works (CI)`);
   process.exit(0);
 }
@@ -48,6 +55,8 @@ const settings = {
   mailboxes: count(flags.mailboxes, 5),
   callers: count(flags.callers, 10),
   latencyMs: count(flags.latency, 20, 5),
+  memorySends: count(flags['memory-sends'], 200, 20),
+  coldStarts: count(flags['cold-starts'], 7, 1),
   connectionsPerMailbox: 3,
 };
 
@@ -112,8 +121,9 @@ try {
   }
   relay.close();
   bare.close();
-  console.table(scenarios.map(({ coldBurst: _, ...row }) => row));
-  console.log(JSON.stringify({ settings, scenarios }, null, 2));
+  const memory = await measureMemory(peers.ready, settings.memorySends, settings.mailboxes);
+  const coldStart = await measureColdStart(peers.ready, small, settings.coldStarts);
+  report({ settings, scenarios, memory, coldStart, machine: await describeMachine() });
 } finally {
   await peers.close();
 }

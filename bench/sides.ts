@@ -41,6 +41,8 @@ export interface SideOptions {
   mailboxes: number;
   callers: number;
   connectionsPerMailbox: number;
+  /** Give every request its own body (relay) or attachment buffer (bare), as separate requests have. */
+  ownCopies?: boolean;
 }
 
 // @azure/functions is CommonJS and Node's named-export detection misses these two classes.
@@ -112,7 +114,8 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
           'content-length': String(body.bytes),
           'x-relay-key': callerKey(caller),
         },
-        body: { string: body.text },
+        // Buffer round trip: a flat string of its own, not one sharing the template's body.
+        body: { string: options.ownCopies ? Buffer.from(body.text).toString() : body.text },
       });
       const context = new InvocationContext({ invocationId: id, functionName: 'send', logHandler: () => {} });
       const started = performance.now();
@@ -148,8 +151,12 @@ export function createBareSide(options: SideOptions): Side {
     name: 'bare',
     async send(index, messages) {
       const mailbox = (index % options.callers) % options.mailboxes;
+      const mail = messages.mail(`bare-${index}`, mailboxAddress(mailbox));
+      if (options.ownCopies) {
+        mail.attachments = mail.attachments.map((file) => ({ ...file, content: Buffer.from(file.content) }));
+      }
       const started = performance.now();
-      await transports[mailbox]?.sendMail(messages.mail(`bare-${index}`, mailboxAddress(mailbox)));
+      await transports[mailbox]?.sendMail(mail);
       const latencyMs = performance.now() - started;
       return { latencyMs, addedMs: 0 };
     },
