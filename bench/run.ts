@@ -60,6 +60,14 @@ const settings = {
   connectionsPerMailbox: 3,
 };
 
+// A broken script must fail CI, not hang it: the smoke run gives up after five minutes.
+if (smoke) {
+  setTimeout(() => {
+    console.error('bench: the smoke run did not finish within 5 minutes');
+    process.exit(1);
+  }, 300_000).unref();
+}
+
 const peers = await startPeers(benchIdentity);
 try {
   trustCertificate(peers.ready.cert);
