@@ -22,11 +22,16 @@ export interface ColdStartResult {
   bareImportMs: number;
   bareFirstResponseMs: number;
   overheadMs: number;
+  /** CPU time (user + system) of the same processes up to the first response: steadier under load. */
+  relayCpuMs: number;
+  bareCpuMs: number;
+  cpuOverheadMs: number;
 }
 
 interface ProbeOutput {
   importedMs: number;
   firstResponseMs: number;
+  cpuMs: number;
   status: number;
 }
 
@@ -75,6 +80,8 @@ export async function measureColdStart(
     }
     const relayFirst = median(relay.map((run) => run.firstResponseMs));
     const bareFirst = median(bare.map((run) => run.firstResponseMs));
+    const relayCpu = median(relay.map((run) => run.cpuMs));
+    const bareCpu = median(bare.map((run) => run.cpuMs));
     return {
       runs,
       relayImportMs: round(median(relay.map((run) => run.importedMs)), 1),
@@ -82,6 +89,9 @@ export async function measureColdStart(
       bareImportMs: round(median(bare.map((run) => run.importedMs)), 1),
       bareFirstResponseMs: round(bareFirst, 1),
       overheadMs: round(relayFirst - bareFirst, 1),
+      relayCpuMs: round(relayCpu, 1),
+      bareCpuMs: round(bareCpu, 1),
+      cpuOverheadMs: round(relayCpu - bareCpu, 1),
     };
   } finally {
     await rm(directory, { recursive: true, force: true });

@@ -5,6 +5,7 @@ import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { AccessToken, TokenSource } from './accessToken.ts';
 import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
 import { mapIdentityError } from './identityErrors.ts';
+import { loadMsal } from './loadMsal.ts';
 
 /**
  * App-only tokens by client credentials (scope https://outlook.office365.com/.default, app role
@@ -24,7 +25,7 @@ export function createAppOnlyTokenSource(
     const { tenantId, clientId } = requireAppIdentity(identity);
     const authorityUrl = new URL(identity.authorityHost);
     // MSAL loaded lazily: it is a large import and cold start matters for a consumption plan.
-    const { ConfidentialClientApplication: Application } = await import('@azure/msal-node');
+    const { ConfidentialClientApplication: Application } = loadMsal();
     const application = new Application({
       auth: {
         clientId,
