@@ -48,6 +48,7 @@ const count = (value: string | undefined, fallback: number, smokeValue = fallbac
   return parsed;
 };
 const settings = {
+  smoke,
   messages: count(flags.messages, 2000, 60),
   largeMessages: count(flags['large-messages'], 200, 10),
   rounds: count(flags.rounds, 4, 2),
