@@ -116,11 +116,23 @@ function toMailAddress(entry: { address: string; name?: string | undefined }): M
   return { name: entry.name ?? '', address: entry.address };
 }
 
-const base64Content = z
-  .string()
-  .transform((value) => value.replace(/[\r\n\t ]/g, ''))
-  .refine((value) => value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value), 'must be base64')
-  .transform((value) => Buffer.from(value, 'base64'));
+// Attachments are the bulk of a request, so this runs over megabyte-sized strings: unwrapped base64 (the
+// common case) is not copied just to strip line breaks it does not have, and validation rides on the one
+// decoding pass. Node's decoder skips characters outside the alphabet, so any such character (or padding
+// inside the text) yields fewer bytes than the length promises; a regular expression over the whole
+// string cost ~10 ms per megabyte. The URL-safe alphabet (- and _) decodes to the bytes the caller meant.
+const base64Whitespace = /[\r\n\t ]/;
+
+const base64Content = z.string().transform((value, ctx) => {
+  const compact = base64Whitespace.test(value) ? value.replace(/[\r\n\t ]/g, '') : value;
+  const padding = compact.endsWith('==') ? 2 : compact.endsWith('=') ? 1 : 0;
+  const decoded = Buffer.from(compact, 'base64');
+  if (compact.length % 4 !== 0 || decoded.length !== (compact.length / 4) * 3 - padding) {
+    ctx.addIssue({ code: 'custom', message: 'must be base64' });
+    return z.NEVER;
+  }
+  return decoded;
+});
 
 const attachment = z.strictObject({
   filename: headerText(255).min(1),

@@ -2,6 +2,7 @@ import type { ConfidentialClientApplication, ICachePlugin } from '@azure/msal-no
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { ClientCredential } from './clientCredential.ts';
+import { loadMsal } from './loadMsal.ts';
 
 /**
  * Builds MSAL's confidential client for delegated mailboxes: the configured authority, the app's credential
@@ -16,8 +17,8 @@ export async function createConfidentialClient(
   const { tenantId, clientId } = requireAppIdentity(identity);
   const { fingerprint: _fingerprint, expiresOn: _expiresOn, ...msalCredential } = credential;
   const authorityUrl = new URL(identity.authorityHost);
-  // MSAL loaded lazily: it is a large import and cold start matters for a consumption plan.
-  const { ConfidentialClientApplication: Application } = await import('@azure/msal-node');
+  // MSAL loaded lazily, from its single-file bundle: cold start matters for a consumption plan.
+  const { ConfidentialClientApplication: Application } = loadMsal();
   return new Application({
     auth: {
       clientId,

@@ -119,4 +119,12 @@ describe('send request parsing', () => {
     );
     expect(request.attachments[0]?.content.toString()).toBe('hello');
   });
+
+  it('refuses attachment content with a character outside base64 or padding inside it', () => {
+    for (const content of ['aGVs$G8=', 'aG==bG8=', 'aGVsbG8']) {
+      const error = refusal({ ...minimal, attachments: [{ filename: 'r.txt', content }] });
+      expect(error.code).toBe('invalid_request');
+      expect(fieldsOf(error)).toEqual(['attachments[0].content']);
+    }
+  });
 });

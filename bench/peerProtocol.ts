@@ -1,0 +1,24 @@
+// Messages between the benchmark and its peers process (bench/peersHost.ts).
+export interface PeersReady {
+  type: 'ready';
+  cert: string;
+  smtpPort: number;
+  authorityHost: string;
+  tenantId: string;
+  vaultUrl: string;
+}
+
+export interface PeerStats {
+  type: 'stats';
+  /** Messages the SMTP peer accepted so far. */
+  delivered: number;
+  tokenRequests: number;
+  /** Authenticated Key Vault GET secret requests. */
+  vaultReads: number;
+  smtpConnections: number;
+  smtpAuthentications: number;
+  peakConnectionsPerUser: number;
+}
+
+export type PeerCommand = { type: 'stats' } | { type: 'latency'; ms: number } | { type: 'close' };
+export type PeerReply = PeerStats | { type: 'ok' };

@@ -1,0 +1,123 @@
+import { readFile } from 'node:fs/promises';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import type { ColdStartResult } from './coldStart.ts';
+import type { MemoryResult } from './memory.ts';
+import { megabytes } from './stats.ts';
+import type { ScenarioResult } from './throughput.ts';
+
+/** The benchmark's output: a table for people, then the same figures as JSON for tools. */
+export interface Machine {
+  node: string;
+  nproc: number;
+  cpuModel: string;
+  memoryMb: number;
+  platform: string;
+}
+
+export async function describeMachine(): Promise<Machine> {
+  const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  return {
+    node: process.version,
+    nproc: availableParallelism(),
+    cpuModel: model.trim(),
+    memoryMb: megabytes(totalmem()),
+    platform: `${process.platform} ${process.arch}`,
+  };
+}
+
+export interface BenchReport {
+  settings: Record<string, number | boolean>;
+  scenarios: ScenarioResult[];
+  memory: MemoryResult;
+  coldStart: ColdStartResult;
+  machine: Machine;
+}
+
+const verdict = (met: boolean) => (met ? 'ok' : 'MISSED');
+
+export function report(result: BenchReport): void {
+  const { scenarios, memory, coldStart, machine } = result;
+  console.log(
+    `\nm365-mail-relay benchmark: ${machine.node}, ${machine.nproc} cores (${machine.cpuModel}), ${machine.platform}`,
+  );
+  console.table(
+    Object.fromEntries(
+      scenarios.map((scenario) => [
+        scenario.scenario,
+        {
+          'relay msg/s': scenario.relayPerSecond,
+          'bare msg/s': scenario.barePerSecond,
+          'ratio relay/bare': scenario.throughputRatio,
+          'added p50 ms': scenario.addedP50Ms,
+          'added p99 ms': scenario.addedP99Ms,
+          'relay p50/p99 ms': `${scenario.relayLatencyP50Ms} / ${scenario.relayLatencyP99Ms}`,
+          'bare p50/p99 ms': `${scenario.bareLatencyP50Ms} / ${scenario.bareLatencyP99Ms}`,
+          'token req /1000': scenario.tokenRequestsPer1000,
+          'KV reads /1000 (warm)': `${scenario.vaultReadsPer1000} (${scenario.vaultReadsPer1000Warm})`,
+        },
+      ]),
+    ),
+  );
+  const [first] = scenarios;
+  const tenKb = scenarios.find((scenario) => scenario.scenario === '10 KB');
+  const rows: [string, string, string, string][] = [];
+  if (tenKb !== undefined) {
+    rows.push([
+      'throughput ratio, 10 KB',
+      String(tenKb.throughputRatio),
+      '>= 0.90 (aim 0.95)',
+      verdict(tenKb.throughputRatio >= 0.9),
+    ]);
+    rows.push([
+      'added latency p50, 10 KB',
+      `${tenKb.addedP50Ms} ms`,
+      '<= 2 ms',
+      verdict(tenKb.addedP50Ms <= 2),
+    ]);
+    rows.push([
+      'added latency p99, 10 KB',
+      `${tenKb.addedP99Ms} ms`,
+      '<= 10 ms',
+      verdict(tenKb.addedP99Ms <= 10),
+    ]);
+  }
+  if (first !== undefined) {
+    rows.push([
+      `token requests, ${first.coldBurst.concurrentFirstSends} concurrent first sends`,
+      String(first.coldBurst.tokenRequests),
+      '1 (one per app per token lifetime)',
+      verdict(first.coldBurst.tokenRequests === 1),
+    ]);
+    const warmReads = scenarios.reduce((sum, scenario) => sum + scenario.vaultReadsPer1000Warm, 0);
+    rows.push([
+      'Key Vault reads on the warm send path',
+      `${warmReads} per 1000`,
+      '0',
+      verdict(warmReads === 0),
+    ]);
+  }
+  rows.push([
+    `peak RSS, ${memory.concurrentSends} concurrent 1 MB sends`,
+    `${memory.relayPeakRssMb} MB (bare ${memory.barePeakRssMb} MB)`,
+    '< 300 MB',
+    verdict(memory.relayPeakRssMb < 300),
+  ]);
+  rows.push([
+    'cold start overhead',
+    `${coldStart.overheadMs} ms (${coldStart.relayFirstResponseMs} vs ${coldStart.bareFirstResponseMs})`,
+    '<= 150 ms',
+    verdict(coldStart.overheadMs <= 150),
+  ]);
+  rows.push([
+    'cold start CPU overhead',
+    `${coldStart.cpuOverheadMs} ms (${coldStart.relayCpuMs} vs ${coldStart.bareCpuMs})`,
+    '(steadier view of the above)',
+    verdict(coldStart.cpuOverheadMs <= 150),
+  ]);
+  console.table(rows.map(([measure, value, target, met]) => ({ measure, value, target, met })));
+  if (result.settings.smoke === true) {
+    console.log('Smoke run: it proves the script works; with so few messages the figures mean little.');
+  }
+  console.log(JSON.stringify(result, null, 2));
+}

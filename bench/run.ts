@@ -1,0 +1,138 @@
+// npm run bench: the relay against bare nodemailer on loopback. See README "Performance".
+import { parseArgs } from 'node:util';
+import { trustCertificate } from '../test/peers/testCertificate.ts';
+import { measureColdStart } from './coldStart.ts';
+import { measureMemory } from './memory.ts';
+import { createMessageFactory } from './messages.ts';
+import { startPeers } from './peers.ts';
+import { describeMachine, report } from './report.ts';
+import { benchIdentity, createBareSide, createRelaySide } from './sides.ts';
+import { runScenario, type ScenarioResult } from './throughput.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    messages: { type: 'string' },
+    'large-messages': { type: 'string' },
+    rounds: { type: 'string' },
+    concurrency: { type: 'string' },
+    mailboxes: { type: 'string' },
+    callers: { type: 'string' },
+    latency: { type: 'string' },
+    'memory-sends': { type: 'string' },
+    'cold-starts': { type: 'string' },
+    smoke: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (flags.help) {
+  console.log(`npm run bench -- [options]
+  --messages N        10 KB messages per side (default 2000; smoke 60)
+  --large-messages N  messages with a 1 MB attachment per side (default 200; smoke 10)
+  --rounds N          alternating rounds per scenario (default 4; smoke 2)
+  --concurrency N     concurrent callers (default 50)
+  --mailboxes N       sender mailboxes, one pool of 3 connections each (default 5)
+  --callers N         caller keys configured in RELAY_CALLERS (default 10)
+  --latency MS        SMTP command latency of the extra "remote server" scenario (default 20; 0 skips it)
+  --memory-sends N    simultaneous 1 MB sends for the peak RSS probe (default 200; smoke 20)
+  --cold-starts N     fresh processes per side for cold start (default 7; smoke 1)
+  --smoke             tiny run that proves the script works (CI)`);
+  process.exit(0);
+}
+
+const smoke = flags.smoke;
+const count = (value: string | undefined, fallback: number, smokeValue = fallback) => {
+  if (value === undefined) return smoke ? smokeValue : fallback;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0) throw new Error(`not a whole number: ${value}`);
+  return parsed;
+};
+const settings = {
+  smoke,
+  messages: count(flags.messages, 2000, 60),
+  largeMessages: count(flags['large-messages'], 200, 10),
+  rounds: count(flags.rounds, 4, 2),
+  concurrency: count(flags.concurrency, 50),
+  mailboxes: count(flags.mailboxes, 5),
+  callers: count(flags.callers, 10),
+  latencyMs: count(flags.latency, 20, 5),
+  memorySends: count(flags['memory-sends'], 200, 20),
+  coldStarts: count(flags['cold-starts'], 7, 1),
+  connectionsPerMailbox: 3,
+};
+
+// A broken script must fail CI, not hang it: the smoke run gives up after five minutes.
+if (smoke) {
+  setTimeout(() => {
+    console.error('bench: the smoke run did not finish within 5 minutes');
+    process.exit(1);
+  }, 300_000).unref();
+}
+
+const peers = await startPeers(benchIdentity);
+try {
+  trustCertificate(peers.ready.cert);
+  const sideOptions = {
+    peers: peers.ready,
+    mailboxes: settings.mailboxes,
+    callers: settings.callers,
+    connectionsPerMailbox: settings.connectionsPerMailbox,
+  };
+  const relay = await createRelaySide(sideOptions);
+  const bare = createBareSide(sideOptions);
+  const small = createMessageFactory({ name: '10 KB', bodyBytes: 10_240, attachmentBytes: 0 });
+  const large = createMessageFactory({
+    name: '10 KB + 1 MB attachment',
+    bodyBytes: 10_240,
+    attachmentBytes: 1_048_576,
+  });
+  const scenarios: ScenarioResult[] = [];
+  const common = { rounds: settings.rounds, concurrency: settings.concurrency };
+  scenarios.push(
+    await runScenario(
+      { ...common, name: '10 KB', messages: settings.messages, commandLatencyMs: 0, factory: small },
+      relay,
+      bare,
+      peers,
+    ),
+  );
+  if (settings.latencyMs > 0) {
+    scenarios.push(
+      await runScenario(
+        {
+          ...common,
+          name: `10 KB, ${settings.latencyMs} ms per SMTP command`,
+          messages: settings.messages,
+          commandLatencyMs: settings.latencyMs,
+          factory: small,
+        },
+        relay,
+        bare,
+        peers,
+      ),
+    );
+  }
+  if (settings.largeMessages > 0) {
+    scenarios.push(
+      await runScenario(
+        {
+          ...common,
+          name: large.shape.name,
+          messages: settings.largeMessages,
+          commandLatencyMs: 0,
+          factory: large,
+        },
+        relay,
+        bare,
+        peers,
+      ),
+    );
+  }
+  relay.close();
+  bare.close();
+  const memory = await measureMemory(peers.ready, settings.memorySends, settings.mailboxes);
+  const coldStart = await measureColdStart(peers.ready, small, settings.coldStarts);
+  report({ settings, scenarios, memory, coldStart, machine: await describeMachine() });
+} finally {
+  await peers.close();
+}

@@ -1,0 +1,207 @@
+import functions from '@azure/functions';
+import nodemailer, { type SendMailOptions, type Transporter } from 'nodemailer';
+import { createSendHandler } from '../functions/send.ts';
+import { hashCallerKey } from '../shared/callers.ts';
+import { loadConfig } from '../shared/config.ts';
+import { createRuntime, type Runtime } from '../shared/runtime.ts';
+import { createCachedSecretStore } from '../shared/secrets/cachedSecretStore.ts';
+import { createKeyVaultSecretStore } from '../shared/secrets/keyVaultSecretStore.ts';
+import { type MessageFactory, mailboxAddress } from './messages.ts';
+import type { PeersReady } from './peerProtocol.ts';
+
+/**
+ * The two sides the benchmark compares. Both send through pooled nodemailer transports, one per mailbox
+ * with at most 3 connections, to the same SMTP peer. The relay side goes through the real send handler,
+ * runtime, token cache (MSAL against the identity peer) and Key Vault store (the real SecretClient against
+ * the Key Vault peer); the bare side hands nodemailer a fixed token.
+ */
+export const benchIdentity = {
+  clientId: '0b3c5d7e-1f2a-4b6c-8d9e-0a1b2c3d4e5f',
+  clientSecret: 'bench-client-secret-value',
+  secretName: 'relay-client-secret',
+  bareToken: 'bench-fixed-token-for-bare-nodemailer',
+  smtpScope: 'https://outlook.office365.com/.default',
+};
+
+export interface SendTiming {
+  /** From the handler (or sendMail) being called to its answer. */
+  latencyMs: number;
+  /** The part of latencyMs spent outside nodemailer's sendMail: what the relay adds. */
+  addedMs: number;
+}
+
+export interface Side {
+  name: 'relay' | 'bare';
+  send(index: number, messages: MessageFactory): Promise<SendTiming>;
+  close(): void;
+}
+
+export interface SideOptions {
+  peers: PeersReady;
+  mailboxes: number;
+  callers: number;
+  connectionsPerMailbox: number;
+  /** Give every request its own body (relay) or attachment buffer (bare), as separate requests have. */
+  ownCopies?: boolean;
+}
+
+// @azure/functions is CommonJS and Node's named-export detection misses these two classes.
+const { HttpRequest, InvocationContext } = functions;
+const sendUrl = 'http://localhost:7071/api/send';
+const callerKey = (index: number) => `bench-caller-key-${index}-0123456789abcdef`;
+
+/**
+ * A body string of its own, as a separately received request has, instead of a rope that shares the
+ * template's megabyte. Any string conversion flattens a rope in place, without further garbage.
+ */
+function ownCopy(text: string): string {
+  Number(text);
+  return text;
+}
+
+function headerIdOf(mail: SendMailOptions): string {
+  const headers = mail.headers as Record<string, string> | undefined;
+  return headers?.['X-Bench-Id'] ?? '';
+}
+
+export async function createRelaySide(options: SideOptions): Promise<Side & { runtime: Runtime }> {
+  const { peers } = options;
+  const callerRules = Array.from({ length: options.callers }, (_, index) => ({
+    name: `bench-app-${index}`,
+    keySha256: hashCallerKey(callerKey(index)),
+    senders: [mailboxAddress(index % options.mailboxes)],
+  }));
+  const config = loadConfig({
+    RELAY_TENANT_ID: peers.tenantId,
+    RELAY_CLIENT_ID: benchIdentity.clientId,
+    RELAY_AUTHORITY_HOST: peers.authorityHost,
+    RELAY_KEY_VAULT_URL: peers.vaultUrl,
+    RELAY_CLIENT_SECRET_NAME: benchIdentity.secretName,
+    RELAY_SMTP_HOST: 'localhost',
+    RELAY_SMTP_PORT: String(peers.smtpPort),
+    RELAY_SMTP_MAX_CONNECTIONS: String(options.connectionsPerMailbox),
+    RELAY_CALLERS: JSON.stringify(callerRules),
+  });
+  const vault = await createKeyVaultSecretStore({
+    vaultUrl: peers.vaultUrl,
+    credential: {
+      getToken: async () => ({ token: 'bench-vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
+    },
+    clientOptions: { disableChallengeResourceVerification: true },
+  });
+  const secrets = createCachedSecretStore(vault, { ttlSeconds: config.secrets.cacheSeconds });
+  const runtime = createRuntime(config, secrets);
+  const handler = createSendHandler(async () => runtime);
+
+  // Instrumentation, not a stand-in: the real transports, with the time spent inside sendMail recorded so
+  // the relay's own share of each request can be told apart from SMTP's.
+  const insideSendMail = new Map<string, number>();
+  for (let index = 0; index < options.mailboxes; index += 1) {
+    const transport = runtime.transports.transportFor(mailboxAddress(index));
+    const sendMail = transport.sendMail.bind(transport);
+    transport.sendMail = ((mail: SendMailOptions) => {
+      const started = performance.now();
+      return sendMail(mail).finally(() => {
+        insideSendMail.set(headerIdOf(mail), performance.now() - started);
+      });
+    }) as typeof transport.sendMail;
+  }
+
+  return {
+    name: 'relay',
+    runtime,
+    async send(index, messages) {
+      const id = `relay-${index}`;
+      const caller = index % options.callers;
+      const body = messages.json(id, mailboxAddress(caller % options.mailboxes));
+      // The host builds the request before it invokes the function: not the relay's time.
+      const request = new HttpRequest({
+        method: 'POST',
+        url: sendUrl,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': String(body.bytes),
+          'x-relay-key': callerKey(caller),
+        },
+        body: { string: options.ownCopies ? ownCopy(body.text) : body.text },
+      });
+      const context = new InvocationContext({ invocationId: id, functionName: 'send', logHandler: () => {} });
+      const started = performance.now();
+      const response = await handler(request, context);
+      const latencyMs = performance.now() - started;
+      if (response.status !== 200) {
+        throw new Error(`relay answered ${response.status}: ${JSON.stringify(response.jsonBody)}`);
+      }
+      const inside = insideSendMail.get(id) ?? 0;
+      insideSendMail.delete(id);
+      return { latencyMs, addedMs: latencyMs - inside };
+    },
+    close: () => runtime.close(),
+  };
+}
+
+export function createBareSide(options: SideOptions): Side {
+  const { peers } = options;
+  const transports: Transporter[] = Array.from({ length: options.mailboxes }, (_, index) =>
+    nodemailer.createTransport({
+      pool: true,
+      maxConnections: options.connectionsPerMailbox,
+      maxMessages: 100,
+      host: 'localhost',
+      port: peers.smtpPort,
+      secure: false,
+      requireTLS: true,
+      tls: { minVersion: 'TLSv1.2', servername: 'localhost' },
+      auth: { type: 'OAuth2', user: mailboxAddress(index), accessToken: benchIdentity.bareToken },
+    }),
+  );
+  return {
+    name: 'bare',
+    async send(index, messages) {
+      const mailbox = (index % options.callers) % options.mailboxes;
+      const mail = messages.mail(`bare-${index}`, mailboxAddress(mailbox));
+      if (options.ownCopies) {
+        mail.attachments = mail.attachments.map((file) => ({ ...file, content: Buffer.from(file.content) }));
+      }
+      const started = performance.now();
+      await transports[mailbox]?.sendMail(mail);
+      const latencyMs = performance.now() - started;
+      return { latencyMs, addedMs: 0 };
+    },
+    close() {
+      for (const transport of transports) transport.close();
+    },
+  };
+}
+
+export interface LoadResult {
+  messages: number;
+  wallMs: number;
+  latencies: number[];
+  added: number[];
+}
+
+/** Sends `count` messages with `concurrency` callers, each sending its next message as soon as one returns. */
+export async function runLoad(
+  side: Side,
+  messages: MessageFactory,
+  count: number,
+  concurrency: number,
+  firstIndex: number,
+): Promise<LoadResult> {
+  const latencies: number[] = [];
+  const added: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  async function caller(): Promise<void> {
+    while (next < count) {
+      const index = firstIndex + next;
+      next += 1;
+      const timing = await side.send(index, messages);
+      latencies.push(timing.latencyMs);
+      added.push(timing.addedMs);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, caller));
+  return { messages: count, wallMs: performance.now() - started, latencies, added };
+}
