@@ -47,6 +47,22 @@ export interface RelayConfig {
     maxRecipients: number;
   };
   callers: CallerRule[];
+  /** Azure Storage (queues, tables, blobs) for queued sending, its status and idempotency keys. */
+  storage: {
+    connectionString: string;
+  };
+  /** Exchange Online's per-mailbox message rate, enforced before a message reaches SMTP. */
+  throttle: {
+    messagesPerMinute: number;
+    /** How long a synchronous send may wait for a slot before it is answered 429. */
+    maxWaitSeconds: number;
+  };
+  queue: {
+    /** SMTP attempts per queued message before it is failed and moved to the poison queue. */
+    maxAttempts: number;
+    /** First retry delay; doubled on each further attempt (capped at one hour). */
+    retryBaseSeconds: number;
+  };
 }
 
 export const settingDefaults = {
@@ -67,6 +83,13 @@ export const settingDefaults = {
   // Exchange Online's default recipient limit per message.
   RELAY_MAX_RECIPIENTS: '500',
   RELAY_CALLERS: '[]',
+  // Azurite's default ports; in Azure, the storage account's connection string (often AzureWebJobsStorage's).
+  RELAY_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
+  // Exchange Online accepts 30 messages per minute per mailbox and delays the rest (4.3.2 when pushed on).
+  RELAY_MAILBOX_RATE_PER_MINUTE: '30',
+  RELAY_RATE_LIMIT_WAIT_SECONDS: '10',
+  RELAY_QUEUE_MAX_ATTEMPTS: '5',
+  RELAY_QUEUE_RETRY_BASE_SECONDS: '30',
 } as const;
 
 /** Every setting name the loader reads, for documentation and drift checks. */
@@ -153,6 +176,17 @@ const settingsSchema = z.object({
       }
     })
     .pipe(z.array(callerRule)),
+  RELAY_STORAGE_CONNECTION: z
+    .string()
+    .trim()
+    .regex(
+      /^UseDevelopmentStorage=true$|AccountName=|Endpoint=/i,
+      'must be a storage connection string (UseDevelopmentStorage=true locally)',
+    ),
+  RELAY_MAILBOX_RATE_PER_MINUTE: integer(1, 100_000),
+  RELAY_RATE_LIMIT_WAIT_SECONDS: integer(0, 120),
+  RELAY_QUEUE_MAX_ATTEMPTS: integer(1, 50),
+  RELAY_QUEUE_RETRY_BASE_SECONDS: integer(0, 3600),
 });
 
 function readExtraCa(value: string | undefined, problems: string[]): string | undefined {
@@ -220,5 +254,14 @@ export function loadConfig(env: Record<string, string | undefined>): RelayConfig
       maxRecipients: settings.RELAY_MAX_RECIPIENTS,
     },
     callers: settings.RELAY_CALLERS,
+    storage: { connectionString: settings.RELAY_STORAGE_CONNECTION },
+    throttle: {
+      messagesPerMinute: settings.RELAY_MAILBOX_RATE_PER_MINUTE,
+      maxWaitSeconds: settings.RELAY_RATE_LIMIT_WAIT_SECONDS,
+    },
+    queue: {
+      maxAttempts: settings.RELAY_QUEUE_MAX_ATTEMPTS,
+      retryBaseSeconds: settings.RELAY_QUEUE_RETRY_BASE_SECONDS,
+    },
   };
 }

@@ -1,10 +1,16 @@
 import { ConfigError, loadConfig, type RelayConfig } from './config.ts';
+import { createQueuedSendProcessor, type QueuedSendProcessor } from './durable/queuedSendProcessor.ts';
+import { createSendQueue, type SendQueue } from './durable/sendQueue.ts';
 import { RelayError } from './errors.ts';
+import { createIdempotencyStore, type IdempotencyStore } from './idempotency/idempotencyStore.ts';
 import { createRelay, type Relay } from './relay.ts';
 import type { CachedSecretStore } from './secrets/cachedSecretStore.ts';
 import { createSecretStore } from './secrets/createSecretStore.ts';
+import type { MailboxTokenProvider } from './smtp/mailboxTransports.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
+import { createRateLimiter, type RateLimiter } from './smtp/rateLimiter.ts';
+import { createRelayStorage, type RelayStorage } from './storage/relayStorage.ts';
 import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
 import { createMailboxTokens } from './tokens/mailboxTokens.ts';
 import { createTokenCache } from './tokens/tokenCache.ts';
@@ -19,6 +25,13 @@ export interface Runtime {
   secrets: CachedSecretStore;
   transports: MailboxTransports;
   relay: Relay;
+  /** The same token pipeline the transports use; diagnostics ask it directly. */
+  tokens: MailboxTokenProvider;
+  limiter: RateLimiter;
+  storage: RelayStorage;
+  sendQueue: SendQueue;
+  idempotency: IdempotencyStore;
+  queuedSends: QueuedSendProcessor;
   close(): void;
 }
 
@@ -27,8 +40,30 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
   const appOnly = createAppOnlyTokenSource(config.identity, config.smtp.scope, secrets);
   const tokens = createMailboxTokens(tokenCache, { app: appOnly }, () => 'app');
   const transports = createMailboxTransports(config.smtp, tokens);
-  const relay = createRelay(createMailSender(config.smtp, tokens, transports));
-  return { config, secrets, transports, relay, close: () => transports.closeAll() };
+  const limiter = createRateLimiter(config.throttle.messagesPerMinute);
+  const relay = createRelay(
+    createMailSender(config.smtp, tokens, transports),
+    limiter,
+    config.throttle.maxWaitSeconds * 1000,
+  );
+  // Storage clients connect lazily: a synchronous send without an Idempotency-Key never touches storage.
+  const storage = createRelayStorage(config.storage.connectionString);
+  const sendQueue = createSendQueue(storage);
+  const idempotency = createIdempotencyStore(storage.idempotencyKeys, storage.ready);
+  const queuedSends = createQueuedSendProcessor({ queue: sendQueue, relay, config });
+  return {
+    config,
+    secrets,
+    transports,
+    relay,
+    tokens,
+    limiter,
+    storage,
+    sendQueue,
+    idempotency,
+    queuedSends,
+    close: () => transports.closeAll(),
+  };
 }
 
 let environmentRuntime: Promise<Runtime> | undefined;
