@@ -4,8 +4,9 @@ import { RelayError } from '../errors.ts';
 import { isNotFound, isPreconditionFailed, storageUnavailable } from '../storage/storageErrors.ts';
 
 /**
- * The status of each queued message, one Table storage row per message in its caller's partition (a caller
- * can only ever read its own). Every change is written with the row's ETag: the processor's claim on a
+ * The status of each queued message, one Table storage row per message: partition = message id (Table
+ * storage serves a partition from one server, about 2,000 entities/s, so per-message partitions spread the
+ * load), row = the caller's hash, so a lookup by another caller finds nothing. Every change is written with the row's ETag: the processor's claim on a
  * message ("sending") is a conditional update, so two copies of one queue message never both send it.
  */
 export type SendState = 'queued' | 'sending' | 'sent' | 'failed';
@@ -74,7 +75,7 @@ export const callerPartition = (callerName: string) =>
 
 function toEntity(status: SendStatus): StatusEntity {
   const { id, lastError, leaseUntil, ...rest } = status;
-  const entity: StatusEntity = { partitionKey: callerPartition(status.callerName), rowKey: id, ...rest };
+  const entity: StatusEntity = { partitionKey: id, rowKey: callerPartition(status.callerName), ...rest };
   if (leaseUntil !== undefined) entity.leaseUntil = String(leaseUntil);
   if (lastError !== undefined) {
     entity.errorCode = lastError.code;
@@ -86,7 +87,7 @@ function toEntity(status: SendStatus): StatusEntity {
 
 function fromEntity(entity: StatusEntity): SendStatus {
   const status: SendStatus = {
-    id: entity.rowKey,
+    id: entity.partitionKey,
     callerName: entity.callerName,
     sender: entity.sender,
     state: entity.state,
@@ -120,7 +121,7 @@ export function createSendStatusStore(table: TableClient): SendStatusStore {
     },
     async get(callerName, id) {
       try {
-        const entity = await table.getEntity<StatusEntity>(callerPartition(callerName), id);
+        const entity = await table.getEntity<StatusEntity>(id, callerPartition(callerName));
         return { status: fromEntity(entity), etag: entity.etag };
       } catch (error) {
         if (isNotFound(error)) return undefined;
@@ -138,7 +139,7 @@ export function createSendStatusStore(table: TableClient): SendStatusStore {
     },
     async remove(callerName, id) {
       try {
-        await table.deleteEntity(callerPartition(callerName), id);
+        await table.deleteEntity(id, callerPartition(callerName));
       } catch (error) {
         if (!isNotFound(error)) throw storageUnavailable(error);
       }

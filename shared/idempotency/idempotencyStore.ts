@@ -9,7 +9,8 @@ import {
 } from '../storage/storageErrors.ts';
 
 /**
- * Idempotency keys (the `Idempotency-Key` header) in Azure Table storage, one partition per caller. The
+ * Idempotency keys (the `Idempotency-Key` header) in Azure Table storage, one row per caller and key (its
+ * own partition, keyed by a hash of both, so keys are scoped per caller and load spreads). The
  * first request inserts its row; Table storage refuses a second insert of the same row (409), so of two
  * concurrent duplicates exactly one proceeds: that conditional insert is the lock. A finished request stores
  * its response; a repeat within 24 hours gets it back and sends nothing. Updates carry the row's ETag, so a
@@ -145,9 +146,10 @@ export function createIdempotencyStore(
       } catch (error) {
         throw storageUnavailable(error);
       }
+      const partitionKey = sha256(`${scope}\n${key}`);
       const fresh = (): KeyEntity => ({
-        partitionKey: sha256(scope),
-        rowKey: sha256(key),
+        partitionKey,
+        rowKey: 'key',
         requestFingerprint,
         state: 'pending',
         createdAt: String(now()),
@@ -159,7 +161,7 @@ export function createIdempotencyStore(
         if (inserted !== undefined) return inserted;
         let existing: KeyEntity & { etag: string };
         try {
-          existing = await table.getEntity<KeyEntity>(sha256(scope), sha256(key));
+          existing = await table.getEntity<KeyEntity>(partitionKey, 'key');
         } catch (error) {
           if (isNotFound(error)) continue;
           throw storageUnavailable(error);

@@ -45,6 +45,8 @@ export interface ReceivedMessage {
   accessToken: string;
   /** The message exactly as sent after DATA, headers included. */
   raw: Buffer;
+  /** When the server accepted it. */
+  receivedAt: number;
 }
 
 export interface SmtpAuthAttempt {
@@ -327,6 +329,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
           authUser: login?.user ?? '',
           accessToken: login?.accessToken ?? '',
           raw: Buffer.concat(chunks),
+          receivedAt: Date.now(),
         });
         changes.emit('change');
         if (takeDrop('after-data')) {
