@@ -45,7 +45,11 @@ export function errorResponse(error: RelayError, requestId?: string): HttpRespon
 }
 
 /** Reads a JSON body, refusing other content types, bodies over `maxBytes`, and malformed JSON with a 4xx. */
-export async function readJsonBody(request: HttpRequest, maxBytes: number): Promise<unknown> {
+export async function readJsonBody(
+  request: HttpRequest,
+  maxBytes: number,
+  options: { emptyAs?: unknown } = {},
+): Promise<unknown> {
   const contentType = request.headers.get('content-type');
   if (contentType !== null && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType)) {
     throw new RelayError({
@@ -59,6 +63,7 @@ export async function readJsonBody(request: HttpRequest, maxBytes: number): Prom
   const text = await request.text();
   if (Buffer.byteLength(text) > maxBytes) throw bodyTooLarge(maxBytes);
   if (text.trim() === '') {
+    if ('emptyAs' in options) return options.emptyAs;
     throw new RelayError({
       code: 'invalid_json',
       status: 400,

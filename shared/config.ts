@@ -75,6 +75,30 @@ export interface RelayConfig {
     /** NCRONTAB schedule of the tokenRefresh timer. */
     refreshSchedule: string;
   };
+  /** Azure Storage (queues, tables, blobs) for queued sending, its status and idempotency keys. */
+  storage: {
+    connectionString: string;
+    /**
+     * Identity-based access (as the Functions host reads `<connection>__accountName`): when set, the relay
+     * signs in to https://<account>.{queue,blob,table}.core.windows.net with the managed identity and the
+     * connection string is not used. The Azure template sets it, since its storage account has no keys.
+     */
+    accountName: string | undefined;
+    /** Client id of the user-assigned identity for storage; empty for the system-assigned identity. */
+    identityClientId: string | undefined;
+  };
+  /** Exchange Online's per-mailbox message rate, enforced before a message reaches SMTP. */
+  throttle: {
+    messagesPerMinute: number;
+    /** How long a synchronous send may wait for a slot before it is answered 429. */
+    maxWaitSeconds: number;
+  };
+  queue: {
+    /** SMTP attempts per queued message before it is failed and moved to the poison queue. */
+    maxAttempts: number;
+    /** First retry delay; doubled on each further attempt (capped at one hour). */
+    retryBaseSeconds: number;
+  };
 }
 
 export const settingDefaults = {
@@ -102,6 +126,13 @@ export const settingDefaults = {
   RELAY_DELEGATED_SCOPE: 'https://outlook.office.com/SMTP.Send',
   // Every 6 hours: refresh tokens slide their 90-day lifetime on use, and a revoked grant shows up within hours.
   RELAY_TOKEN_REFRESH_SCHEDULE: '0 0 */6 * * *',
+  // Azurite's default ports; in Azure, the storage account's connection string (often AzureWebJobsStorage's).
+  RELAY_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
+  // Exchange Online accepts 30 messages per minute per mailbox and delays the rest (4.3.2 when pushed on).
+  RELAY_MAILBOX_RATE_PER_MINUTE: '30',
+  RELAY_RATE_LIMIT_WAIT_SECONDS: '10',
+  RELAY_QUEUE_MAX_ATTEMPTS: '5',
+  RELAY_QUEUE_RETRY_BASE_SECONDS: '30',
 } as const;
 
 /** Every setting name the loader reads, for documentation and drift checks. */
@@ -111,6 +142,9 @@ export const settingNames = [
   'RELAY_KEY_VAULT_URL',
   'RELAY_SMTP_EXTRA_CA',
   'RELAY_MANAGED_IDENTITY_CLIENT_ID',
+  'RELAY_STORAGE_CONNECTION__accountName',
+  'RELAY_STORAGE_CONNECTION__clientId',
+  'RELAY_STORAGE_CONNECTION__credential',
   ...Object.keys(settingDefaults),
 ] as const;
 
@@ -235,6 +269,32 @@ const settingsSchema = z.object({
     .string()
     .trim()
     .regex(/^\S+( \S+){5}$/, 'must be a six-field NCRONTAB expression, e.g. 0 0 */6 * * *'),
+  // Names follow the Functions host's identity-based connection convention, so host and relay share them.
+  RELAY_STORAGE_CONNECTION__accountName: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name')
+      .optional(),
+  ),
+  RELAY_STORAGE_CONNECTION__clientId: optionalText,
+  RELAY_STORAGE_CONNECTION__credential: optionalText.pipe(
+    z
+      .literal('managedidentity', {
+        error: 'must be managedidentity (the only identity the host supports here)',
+      })
+      .optional(),
+  ),
+  RELAY_STORAGE_CONNECTION: z
+    .string()
+    .trim()
+    .regex(
+      /^UseDevelopmentStorage=true$|AccountName=|Endpoint=/i,
+      'must be a storage connection string (UseDevelopmentStorage=true locally)',
+    ),
+  RELAY_MAILBOX_RATE_PER_MINUTE: integer(1, 100_000),
+  RELAY_RATE_LIMIT_WAIT_SECONDS: integer(0, 120),
+  RELAY_QUEUE_MAX_ATTEMPTS: integer(1, 50),
+  RELAY_QUEUE_RETRY_BASE_SECONDS: integer(0, 3600),
 });
 
 function readExtraCa(value: string | undefined, problems: string[]): string | undefined {
@@ -309,6 +369,19 @@ export function loadConfig(env: Record<string, string | undefined>): RelayConfig
       publicBaseUrl: settings.RELAY_PUBLIC_BASE_URL,
       scope: settings.RELAY_DELEGATED_SCOPE,
       refreshSchedule: settings.RELAY_TOKEN_REFRESH_SCHEDULE,
+    },
+    storage: {
+      connectionString: settings.RELAY_STORAGE_CONNECTION,
+      accountName: settings.RELAY_STORAGE_CONNECTION__accountName,
+      identityClientId: settings.RELAY_STORAGE_CONNECTION__clientId,
+    },
+    throttle: {
+      messagesPerMinute: settings.RELAY_MAILBOX_RATE_PER_MINUTE,
+      maxWaitSeconds: settings.RELAY_RATE_LIMIT_WAIT_SECONDS,
+    },
+    queue: {
+      maxAttempts: settings.RELAY_QUEUE_MAX_ATTEMPTS,
+      retryBaseSeconds: settings.RELAY_QUEUE_RETRY_BASE_SECONDS,
     },
   };
 }

@@ -47,13 +47,18 @@ const headerUnsafe = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 // Bodies may hold line breaks and tabs, but NUL and the other controls are not text.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
 const bodyUnsafe = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+// A UTF-16 surrogate without its pair is no character at all: encoded as UTF-8 it would reach the recipient
+// as U+FFFD, a different message than the one asked for, so it is refused instead.
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const notUnicode = 'must be valid Unicode text (it holds an unpaired UTF-16 surrogate)';
 const addressPattern = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+\.[^\s@<>()[\]\\,;:".]+$/u;
 
 const headerText = (max: number) =>
   z
     .string()
     .max(max)
-    .refine((value) => !headerUnsafe.test(value), 'must not contain CR, LF or other control characters');
+    .refine((value) => !headerUnsafe.test(value), 'must not contain CR, LF or other control characters')
+    .refine((value) => !loneSurrogate.test(value), notUnicode);
 
 const addressObject = z.strictObject({
   address: headerText(320).refine((value) => addressPattern.test(value), 'must be an email address'),
@@ -158,10 +163,12 @@ const sendRequestSchema = z
     text: z
       .string()
       .refine((value) => !bodyUnsafe.test(value), 'must not contain NUL or control characters')
+      .refine((value) => !loneSurrogate.test(value), notUnicode)
       .optional(),
     html: z
       .string()
       .refine((value) => !bodyUnsafe.test(value), 'must not contain NUL or control characters')
+      .refine((value) => !loneSurrogate.test(value), notUnicode)
       .optional(),
     attachments: z.array(attachment).max(100).optional(),
     headers: z

@@ -2,15 +2,21 @@ import { ConfigError, loadConfig, type RelayConfig, settingDefaults } from './co
 import { createMailboxHealthStore } from './delegated/mailboxHealth.ts';
 import { createStatusReporter, type StatusReport } from './delegated/statusReport.ts';
 import { createTokenMaintenance, type TokenMaintenance } from './delegated/tokenMaintenance.ts';
+import { createQueuedSendProcessor, type QueuedSendProcessor } from './durable/queuedSendProcessor.ts';
+import { createSendQueue, type SendQueue } from './durable/sendQueue.ts';
 import { RelayError } from './errors.ts';
+import { createIdempotencyStore, type IdempotencyStore } from './idempotency/idempotencyStore.ts';
 import { createMailboxDirectory, type MailboxDirectory } from './mailboxes.ts';
 import { type ConsentFlow, createConsentFlow } from './oauth/consentFlow.ts';
 import { createPendingConsents } from './oauth/pendingConsents.ts';
 import { createRelay, type Relay } from './relay.ts';
 import type { CachedSecretStore } from './secrets/cachedSecretStore.ts';
 import { createSecretStore, defaultAzureCredential } from './secrets/createSecretStore.ts';
+import type { MailboxTokenProvider } from './smtp/mailboxTransports.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
+import { createRateLimiter, type RateLimiter } from './smtp/rateLimiter.ts';
+import { createRelayStorage, type RelayStorage } from './storage/relayStorage.ts';
 import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
 import { createDelegatedClients, createDelegatedTokenSource } from './tokens/delegatedTokenSource.ts';
 import { createMailboxTokens, mailboxTokenKey } from './tokens/mailboxTokens.ts';
@@ -32,6 +38,13 @@ export interface Runtime {
   /** The tokenRefresh timer's work. */
   maintenance: TokenMaintenance;
   status(): Promise<StatusReport>;
+  /** The same token pipeline the transports use; diagnostics ask it directly. */
+  tokens: MailboxTokenProvider;
+  limiter: RateLimiter;
+  storage: RelayStorage;
+  sendQueue: SendQueue;
+  idempotency: IdempotencyStore;
+  queuedSends: QueuedSendProcessor;
   close(): void;
 }
 
@@ -49,7 +62,17 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
   });
   const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
   const transports = createMailboxTransports(config.smtp, tokens);
-  const relay = createRelay(createMailSender(config.smtp, tokens, transports));
+  const limiter = createRateLimiter(config.throttle.messagesPerMinute);
+  const relay = createRelay(
+    createMailSender(config.smtp, tokens, transports),
+    limiter,
+    config.throttle.maxWaitSeconds * 1000,
+  );
+  // Storage clients connect lazily: a synchronous send without an Idempotency-Key never touches storage.
+  const storage = createRelayStorage(config.storage);
+  const sendQueue = createSendQueue(storage);
+  const idempotency = createIdempotencyStore(storage.idempotencyKeys, storage.ready);
+  const queuedSends = createQueuedSendProcessor({ queue: sendQueue, relay, config });
   const health = createMailboxHealthStore(secrets);
   const pending = createPendingConsents(secrets);
   const consent = createConsentFlow({
@@ -87,6 +110,12 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     consent,
     maintenance,
     status: () => statusReporter.report(),
+    tokens,
+    limiter,
+    storage,
+    sendQueue,
+    idempotency,
+    queuedSends,
     close: () => transports.closeAll(),
   };
 }

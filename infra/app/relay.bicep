@@ -119,6 +119,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         RELAY_SMTP_EXTRA_CA: smtpExtraCa
         RELAY_CALLERS: relayCallers
         RELAY_MAILBOXES: relayMailboxes
+        // Queued sending and idempotency keys: the same account as the host, signed in as the identity
+        // (the account has no shared keys). The queue trigger's connection reads these settings too.
+        RELAY_STORAGE_CONNECTION__accountName: storage.name
+        RELAY_STORAGE_CONNECTION__credential: 'managedidentity'
+        RELAY_STORAGE_CONNECTION__clientId: identityClientId
         // The OAuth redirect URI is derived from this, never from request headers.
         RELAY_PUBLIC_BASE_URL: 'https://${functionApp.properties.defaultHostName}'
       },

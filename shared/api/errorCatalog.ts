@@ -203,6 +203,55 @@ const listed: ErrorCatalogEntry[] = [
     summary: "The mailbox's MSAL token cache would exceed Key Vault's 25 KB secret limit.",
   },
   {
+    code: 'mailbox_rate_limited',
+    status: 429,
+    area: 'smtp',
+    summary: 'The sender mailbox is at RELAY_MAILBOX_RATE_PER_MINUTE and no slot freed within the wait.',
+  },
+  {
+    code: 'idempotency_key_reused',
+    status: 422,
+    area: 'request',
+    summary: 'The Idempotency-Key was used before with a different body.',
+  },
+  {
+    code: 'idempotency_request_in_progress',
+    status: 409,
+    area: 'request',
+    summary: 'The first request with this Idempotency-Key is still being processed.',
+  },
+  {
+    code: 'invalid_idempotency_key',
+    status: 400,
+    area: 'request',
+    summary: 'The Idempotency-Key is empty, longer than 256 characters or not printable ASCII.',
+  },
+  {
+    code: 'storage_unavailable',
+    status: 503,
+    area: 'configuration',
+    summary: 'The storage account for queued sending and idempotency keys could not be reached.',
+  },
+  {
+    code: 'send_not_found',
+    status: 404,
+    area: 'request',
+    summary: 'No queued message with this id for this caller.',
+  },
+  {
+    code: 'caller_removed',
+    status: 403,
+    area: 'caller',
+    summary:
+      "A queued message's caller was removed from RELAY_CALLERS before it was sent (shown in its status).",
+  },
+  {
+    code: 'queue_message_invalid',
+    status: 500,
+    area: 'internal',
+    summary: 'A message on the send queue could not be read; it goes to the poison queue.',
+  },
+  {
     code: 'internal_error',
     status: 500,
     area: 'internal',

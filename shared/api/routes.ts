@@ -81,8 +81,28 @@ export const apiRoutes: readonly ApiRoute[] = [
     callerKey: true,
     summary: 'Send one message through Exchange Online',
     description: `Authenticates the caller by ${callerKeyHeader}, validates the message, checks the caller may use the sender, and relays it over SMTP AUTH (XOAUTH2). Answers with Exchange's outcome.`,
+    parameters: [
+      {
+        name: 'Idempotency-Key',
+        in: 'header',
+        description:
+          'Up to 256 printable ASCII characters, scoped to the caller. A repeat with the same body within 24 hours returns the original answer and sends nothing; a different body gets 422.',
+      },
+      {
+        name: 'Prefer',
+        in: 'header',
+        description: '`respond-async` queues the message durably and answers 202 with a status URL.',
+      },
+    ],
     requestBody: { schema: 'SendRequest' },
-    responses: { 200: { description: 'Exchange accepted the message', schema: 'SendResult' } },
+    responses: {
+      200: { description: 'Exchange accepted the message', schema: 'SendResult' },
+      202: {
+        description: 'Queued (Prefer: respond-async): id and status URL',
+        schema: 'document',
+        headers: { Location: { description: 'GET this URL for the status' } },
+      },
+    },
     errors: ['request', 'caller', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
   },
   {
@@ -146,6 +166,30 @@ export const apiRoutes: readonly ApiRoute[] = [
       'Lists each mailbox with its mode, health, last refresh, last error and remedy, and for mailboxes that need consent the start URL that fixes it. Also the days left before the client secret or certificate expires. Never includes secrets.',
     responses: { 200: { description: 'Mailbox and credential health', schema: 'document' } },
     errors: ['configuration', 'secrets', 'internal'],
+  },
+  {
+    name: 'sendStatus',
+    route: 'send/{id}',
+    method: 'GET',
+    authLevel: 'function',
+    callerKey: true,
+    summary: 'Status of a queued message',
+    description:
+      'queued, sending, sent (with messageId and the SMTP response) or failed (with code and remedy). Only the caller that queued the message can read it.',
+    responses: { 200: { description: 'The message status', schema: 'document' } },
+    errors: ['request', 'caller', 'configuration', 'internal'],
+  },
+  {
+    name: 'mailboxTest',
+    route: 'mailboxes/{address}/test',
+    method: 'POST',
+    authLevel: 'admin',
+    callerKey: false,
+    summary: 'Test connection: token, TCP, STARTTLS and certificate chain, XOAUTH2, optional test message',
+    description:
+      'Runs each step and reports it with the remedy of the first failure. Sends a message only when the optional body { "sendTo": "<address>" } asks for it.',
+    responses: { 200: { description: 'The step-by-step report', schema: 'document' } },
+    errors: ['request', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
   },
   {
     name: 'openapi',

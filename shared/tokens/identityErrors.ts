@@ -175,7 +175,14 @@ export function mapIdentityError(
     'openid_config_error',
     'temporarily_unavailable',
   ];
-  if (unreachable.includes(errorCode) || (status !== undefined && (status >= 500 || status === 429))) {
+  // AADSTS90033 (directory service unavailable) is transient; MSAL also replays it, without a status, from its
+  // throttling cache while the provider's Retry-After lasts.
+  const transientAadsts = aadsts === 90033;
+  if (
+    unreachable.includes(errorCode) ||
+    transientAadsts ||
+    (status !== undefined && (status >= 500 || status === 429))
+  ) {
     return new RelayError({
       code: 'identity_unavailable',
       status: 503,

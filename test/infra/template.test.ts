@@ -37,6 +37,13 @@ const leftAtDefaults = [
   // Delegated mailboxes (issue 3): Exchange Online's public-cloud scope and a refresh every 6 hours.
   'RELAY_DELEGATED_SCOPE',
   'RELAY_TOKEN_REFRESH_SCHEDULE',
+  // Queued sending (issue 4): Exchange Online's rate and the retry policy keep their defaults; the
+  // connection string is unused because the template names the account for identity-based access.
+  'RELAY_STORAGE_CONNECTION',
+  'RELAY_MAILBOX_RATE_PER_MINUTE',
+  'RELAY_RATE_LIMIT_WAIT_SECONDS',
+  'RELAY_QUEUE_MAX_ATTEMPTS',
+  'RELAY_QUEUE_RETRY_BASE_SECONDS',
   // Only used without Key Vault; in Azure RELAY_KEY_VAULT_URL is always set.
   'RELAY_LOCAL_SECRETS_PATH',
 ];

@@ -1,5 +1,5 @@
 import { EventEmitter, once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import {
   SMTPServer,
   type SMTPServerAuthentication,
@@ -29,6 +29,13 @@ export interface ScriptedSmtpReply {
   times?: number;
 }
 
+/**
+ * Where a scripted connection drop happens: at MAIL FROM (before DATA), in the middle of the message
+ * (after its first bytes, so the server keeps nothing), or after the whole message arrived but before the
+ * 250 reply (the server keeps it, the client never learns: the classic duplicate risk).
+ */
+export type SmtpDropPoint = 'mail' | 'during-data' | 'after-data';
+
 export interface ReceivedMessage {
   envelopeFrom: string;
   envelopeTo: string[];
@@ -38,6 +45,8 @@ export interface ReceivedMessage {
   accessToken: string;
   /** The message exactly as sent after DATA, headers included. */
   raw: Buffer;
+  /** When the server accepted it. */
+  receivedAt: number;
 }
 
 export interface SmtpAuthAttempt {
@@ -70,6 +79,17 @@ export interface SmtpPeer {
   replyNext(reply: ScriptedSmtpReply): void;
   /** Delays every MAIL, RCPT and DATA answer by this many milliseconds, to imitate a remote server. */
   setCommandLatency(ms: number): void;
+  /** Drops the TCP connection (no reply) at a point of the next `times` (1) transactions. */
+  dropNext(point: SmtpDropPoint, times?: number): void;
+  /** Never answers the next `times` (1) MAIL FROM commands: a server that stalls past the socket timeout. */
+  stallNext(times?: number): void;
+  /**
+   * Answers this fraction of messages at the end of DATA with 451 4.7.0 (nothing kept), drawing from
+   * `random` (a seeded generator keeps a test repeatable). 0 turns it off.
+   */
+  setTransientFailureRate(rate: number, random?: () => number): void;
+  /** Messages answered 451 by the transient failure rate. */
+  readonly injectedTransientFailures: number;
   /** Resolves with the messages once at least `count` were accepted; rejects after `timeoutMs`. */
   waitForMessages(count: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
   /** Resolves once every client connection is closed (the server notices a close asynchronously). */
@@ -148,6 +168,26 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
   let connectionCount = 0;
   let peakOpenConnections = 0;
   let commandLatencyMs = 0;
+  const drops = new Map<SmtpDropPoint, number>();
+  let stalls = 0;
+  let transientFailureRate = 0;
+  let transientRandom: () => number = Math.random;
+  let injectedTransientFailures = 0;
+  const rawSockets = new Map<number, Socket>();
+  const sessionPorts = new Map<string, number>();
+
+  function takeDrop(point: SmtpDropPoint): boolean {
+    const left = drops.get(point) ?? 0;
+    if (left === 0) return false;
+    drops.set(point, left - 1);
+    return true;
+  }
+
+  /** Destroys the client's TCP connection underneath TLS, as a network failure or a crashed server would. */
+  function dropConnection(sessionId: string): void {
+    const port = sessionPorts.get(sessionId);
+    if (port !== undefined) rawSockets.get(port)?.destroy();
+  }
 
   function takeScriptedReply(stage: SmtpStage): SmtpReply | undefined {
     return scripts.get(stage)?.shift();
@@ -205,6 +245,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
     closeTimeout: 1_000,
 
     onConnect(session, callback) {
+      sessionPorts.set(session.id, session.remotePort);
       connectionCount += 1;
       openSessions.add(session.id);
       peakOpenConnections = Math.max(peakOpenConnections, openSessions.size);
@@ -213,6 +254,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
     },
 
     onClose(session) {
+      sessionPorts.delete(session.id);
       openSessions.delete(session.id);
       loginsBySession.delete(session.id);
       changes.emit('change');
@@ -240,7 +282,15 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
       );
     },
 
-    onMailFrom(_address, _session, callback) {
+    onMailFrom(_address, session, callback) {
+      if (takeDrop('mail')) {
+        dropConnection(session.id);
+        return;
+      }
+      if (stalls > 0) {
+        stalls -= 1;
+        return;
+      }
       answerLater(callback, takeScriptedReply('mail'));
     },
 
@@ -250,12 +300,25 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
 
     onData(stream: SMTPServerDataStream, session, callback) {
       const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const dropDuring = takeDrop('during-data');
+      stream.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        if (dropDuring && chunks.length === 1) dropConnection(session.id);
+      });
       // The reply to DATA only goes out after the terminating dot, so read the whole message first.
       stream.on('end', () => {
+        if (dropDuring) return;
         const scripted = takeScriptedReply('data');
         if (scripted || stream.sizeExceeded) {
           answerLater(callback, scripted ?? MESSAGE_TOO_LARGE);
+          return;
+        }
+        if (transientFailureRate > 0 && transientRandom() < transientFailureRate) {
+          injectedTransientFailures += 1;
+          answerLater(callback, {
+            code: 451,
+            message: '4.7.0 Temporary server error. Please try again later',
+          });
           return;
         }
         const login = loginsBySession.get(session.id);
@@ -266,13 +329,24 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
           authUser: login?.user ?? '',
           accessToken: login?.accessToken ?? '',
           raw: Buffer.concat(chunks),
+          receivedAt: Date.now(),
         });
         changes.emit('change');
+        if (takeDrop('after-data')) {
+          dropConnection(session.id);
+          return;
+        }
         answerLater(callback, undefined);
       });
     },
   });
 
+  server.server.on('connection', (socket: Socket) => {
+    const port = socket.remotePort;
+    if (port === undefined) return;
+    rawSockets.set(port, socket);
+    socket.once('close', () => rawSockets.delete(port));
+  });
   server.listen(0, '127.0.0.1');
   await once(server.server, 'listening');
   const { port } = server.server.address() as AddressInfo;
@@ -305,6 +379,23 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
       commandLatencyMs = ms;
     },
 
+    dropNext(point, times = 1) {
+      drops.set(point, (drops.get(point) ?? 0) + times);
+    },
+
+    stallNext(times = 1) {
+      stalls += times;
+    },
+
+    setTransientFailureRate(rate, random = Math.random) {
+      transientFailureRate = rate;
+      transientRandom = random;
+    },
+
+    get injectedTransientFailures() {
+      return injectedTransientFailures;
+    },
+
     async waitForMessages(count, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS) {
       await waitForCondition(
         changes,
@@ -332,6 +423,10 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
       connectionCount = 0;
       peakOpenConnections = openSessions.size;
       commandLatencyMs = 0;
+      drops.clear();
+      stalls = 0;
+      transientFailureRate = 0;
+      injectedTransientFailures = 0;
     },
 
     async close() {

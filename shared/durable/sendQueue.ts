@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import { RelayError } from '../errors.ts';
+import type { RelayStorage } from '../storage/relayStorage.ts';
+import { isNotFound, storageUnavailable } from '../storage/storageErrors.ts';
+import { createSendStatusStore, type SendStatus, type SendStatusStore } from './sendStatus.ts';
+
+/**
+ * Accepting a message for queued sending: its status row first (so the processor always finds it), then
+ * the queue message. A queue message holds at most 64 KiB and the Functions host reads it base64-encoded,
+ * which leaves 48 KiB of JSON; a larger body goes to a blob and the queue message names the blob.
+ */
+export interface QueuedSendJob {
+  v: 1;
+  id: string;
+  callerName: string;
+  /** The SMTP attempt this queue message is for (1 for the first). */
+  attempt: number;
+  /** The request JSON exactly as accepted (validated again before sending). */
+  body?: unknown;
+  bodyBlob?: string;
+}
+
+export interface AcceptedSend {
+  id: string;
+  messageId: string;
+}
+
+export interface SendQueue {
+  statuses: SendStatusStore;
+  accept(callerName: string, sender: string, body: unknown): Promise<AcceptedSend>;
+  /** Puts a job (back) on the send queue, invisible for `delaySeconds`. */
+  enqueue(job: QueuedSendJob, delaySeconds: number): Promise<void>;
+  /** Dead-letters a job on the poison queue, where an operator can inspect or replay it. */
+  poison(job: QueuedSendJob): Promise<void>;
+  loadBody(job: QueuedSendJob): Promise<unknown>;
+  removeBody(job: QueuedSendJob): Promise<void>;
+}
+
+/** JSON bytes that still fit a queue message after base64 (64 KiB * 3/4 = 48 KiB), with room to spare. */
+export const INLINE_BODY_LIMIT_BYTES = 45_000;
+
+export function encodeJob(job: QueuedSendJob): string {
+  return Buffer.from(JSON.stringify(job), 'utf8').toString('base64');
+}
+
+/** The queue trigger hands over the decoded message: an object when it was JSON, else text. */
+export function parseJob(queueItem: unknown): QueuedSendJob {
+  let value = queueItem;
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value) as unknown;
+    } catch {
+      value = undefined;
+    }
+  }
+  const job = value as Partial<QueuedSendJob> | undefined;
+  if (
+    job === undefined ||
+    job === null ||
+    job.v !== 1 ||
+    typeof job.id !== 'string' ||
+    typeof job.callerName !== 'string' ||
+    typeof job.attempt !== 'number' ||
+    (job.body === undefined && typeof job.bodyBlob !== 'string')
+  ) {
+    throw new RelayError({
+      code: 'queue_message_invalid',
+      status: 500,
+      message: 'A message on the send queue is not one the relay wrote; it was moved to the poison queue.',
+    });
+  }
+  return job as QueuedSendJob;
+}
+
+export function messageIdFor(id: string, sender: string): string {
+  return `<${id}@${sender.slice(sender.lastIndexOf('@') + 1)}>`;
+}
+
+export function createSendQueue(storage: RelayStorage, now: () => Date = () => new Date()): SendQueue {
+  const statuses = createSendStatusStore(storage.statuses);
+
+  async function enqueue(job: QueuedSendJob, delaySeconds: number): Promise<void> {
+    try {
+      await storage.sendQueue.sendMessage(encodeJob(job), {
+        visibilityTimeout: Math.max(0, Math.round(delaySeconds)),
+        // Queue messages otherwise expire after 7 days; a queued message must never vanish silently.
+        messageTimeToLive: -1,
+      });
+    } catch (error) {
+      throw storageUnavailable(error);
+    }
+  }
+
+  return {
+    statuses,
+    enqueue,
+
+    async accept(callerName, sender, body) {
+      try {
+        await storage.ready();
+      } catch (error) {
+        throw storageUnavailable(error);
+      }
+      const id = randomUUID();
+      const job: QueuedSendJob = { v: 1, id, callerName, attempt: 1, body };
+      if (Buffer.byteLength(JSON.stringify(job)) > INLINE_BODY_LIMIT_BYTES) {
+        job.bodyBlob = `${id}.json`;
+        delete job.body;
+        try {
+          await storage.bodies
+            .getBlockBlobClient(job.bodyBlob)
+            .upload(JSON.stringify(body), Buffer.byteLength(JSON.stringify(body)), {
+              blobHTTPHeaders: { blobContentType: 'application/json' },
+            });
+        } catch (error) {
+          throw storageUnavailable(error);
+        }
+      }
+      const at = now().toISOString();
+      const status: SendStatus = {
+        id,
+        callerName,
+        sender,
+        state: 'queued',
+        attempts: 0,
+        createdAt: at,
+        updatedAt: at,
+        messageId: messageIdFor(id, sender),
+        ...(job.bodyBlob === undefined ? {} : { bodyBlob: job.bodyBlob }),
+      };
+      await statuses.create(status);
+      try {
+        await enqueue(job, 0);
+      } catch (error) {
+        // Without its queue message the status would say "queued" forever: take it back, answer 503.
+        await statuses.remove(callerName, id).catch(() => undefined);
+        throw error;
+      }
+      return { id, messageId: status.messageId };
+    },
+
+    async poison(job) {
+      try {
+        await storage.poisonQueue.sendMessage(encodeJob(job), { messageTimeToLive: -1 });
+      } catch (error) {
+        throw storageUnavailable(error);
+      }
+    },
+
+    async loadBody(job) {
+      if (job.bodyBlob === undefined) return job.body;
+      try {
+        const content = await storage.bodies.getBlockBlobClient(job.bodyBlob).downloadToBuffer();
+        return JSON.parse(content.toString('utf8')) as unknown;
+      } catch (error) {
+        throw storageUnavailable(error);
+      }
+    },
+
+    async removeBody(job) {
+      if (job.bodyBlob === undefined) return;
+      try {
+        await storage.bodies.getBlockBlobClient(job.bodyBlob).delete();
+      } catch (error) {
+        if (!isNotFound(error)) throw storageUnavailable(error);
+      }
+    },
+  };
+}

@@ -1,0 +1,108 @@
+import { TableClient } from '@azure/data-tables';
+import type { TokenCredential } from '@azure/identity';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { type QueueClient, QueueServiceClient } from '@azure/storage-queue';
+import type { RelayConfig } from '../config.ts';
+import { managedIdentityCredential } from '../tokens/managedIdentityAssertion.ts';
+
+/**
+ * The relay's durable parts, all in one Azure Storage account (Azurite locally and in tests): the send
+ * queue and its poison queue, a blob container for message bodies too large for a queue message, and two
+ * tables (send status, idempotency keys). Names are fixed because the queue trigger's registration and
+ * host.json name them too; `<queue>-poison` is the Functions host's own naming for poison messages.
+ */
+export const sendQueueName = 'relay-send';
+export const poisonQueueName = `${sendQueueName}-poison`;
+export const bodyContainerName = 'relay-send-bodies';
+export const statusTableName = 'RelaySendStatus';
+export const idempotencyTableName = 'RelayIdempotency';
+
+export interface RelayStorage {
+  sendQueue: QueueClient;
+  poisonQueue: QueueClient;
+  bodies: ContainerClient;
+  statuses: TableClient;
+  idempotencyKeys: TableClient;
+  /** Creates the queues, container and tables once per process; later calls share the first. */
+  ready(): Promise<void>;
+}
+
+export function createRelayStorage(
+  settings: RelayConfig['storage'],
+  identityCredential: () => Promise<TokenCredential> = () =>
+    managedIdentityCredential(settings.identityClientId),
+): RelayStorage {
+  const { queues, blobs, table } =
+    settings.accountName === undefined
+      ? clientsFromConnectionString(settings.connectionString)
+      : clientsFromIdentity(settings.accountName, lazyCredential(identityCredential));
+  const storage = {
+    sendQueue: queues.getQueueClient(sendQueueName),
+    poisonQueue: queues.getQueueClient(poisonQueueName),
+    bodies: blobs.getContainerClient(bodyContainerName),
+    statuses: table(statusTableName),
+    idempotencyKeys: table(idempotencyTableName),
+  };
+  let created: Promise<void> | undefined;
+
+  async function createAll(): Promise<void> {
+    await Promise.all([
+      storage.sendQueue.createIfNotExists(),
+      storage.poisonQueue.createIfNotExists(),
+      storage.bodies.createIfNotExists(),
+      storage.statuses.createTable(),
+      storage.idempotencyKeys.createTable(),
+    ]);
+  }
+
+  return {
+    ...storage,
+    ready() {
+      created ??= createAll();
+      // A storage outage at start-up must not be remembered: the next request tries again.
+      created.catch(() => {
+        created = undefined;
+      });
+      return created;
+    },
+  };
+}
+
+interface StorageClients {
+  queues: QueueServiceClient;
+  blobs: BlobServiceClient;
+  table(name: string): TableClient;
+}
+
+function clientsFromConnectionString(connectionString: string): StorageClients {
+  // Azurite and other local endpoints speak plain http; the Tables client refuses that unless told.
+  const insecure = /UseDevelopmentStorage=true|Endpoint=http:/i.test(connectionString);
+  return {
+    queues: QueueServiceClient.fromConnectionString(connectionString),
+    blobs: BlobServiceClient.fromConnectionString(connectionString),
+    table: (name) =>
+      TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: insecure }),
+  };
+}
+
+/** The template's storage account allows no shared keys: the Function App's identity signs in instead. */
+function clientsFromIdentity(accountName: string, credential: TokenCredential): StorageClients {
+  const endpoint = (service: 'queue' | 'blob' | 'table') =>
+    `https://${accountName}.${service}.core.windows.net`;
+  return {
+    queues: new QueueServiceClient(endpoint('queue'), credential),
+    blobs: new BlobServiceClient(endpoint('blob'), credential),
+    table: (name) => new TableClient(endpoint('table'), name, credential),
+  };
+}
+
+/** @azure/identity is loaded on the first storage request, not at start-up (cold start). */
+function lazyCredential(load: () => Promise<TokenCredential>): TokenCredential {
+  let credential: Promise<TokenCredential> | undefined;
+  return {
+    async getToken(scopes, options) {
+      credential ??= load();
+      return (await credential).getToken(scopes, options);
+    },
+  };
+}

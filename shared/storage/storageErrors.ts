@@ -1,0 +1,30 @@
+import { RelayError } from '../errors.ts';
+
+/**
+ * Azure Storage answers (RestError from the SDKs) that the relay expects: a precondition or conflict is a
+ * lost race another request won; anything else means the relay cannot persist, which is transient for the
+ * caller (the storage account or the network is down) and never a reason to send without a record.
+ */
+export function storageStatusOf(error: unknown): number | undefined {
+  const status = (error as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+export const isConflict = (error: unknown): boolean => storageStatusOf(error) === 409;
+export const isPreconditionFailed = (error: unknown): boolean => storageStatusOf(error) === 412;
+export const isNotFound = (error: unknown): boolean => storageStatusOf(error) === 404;
+
+export function storageUnavailable(error: unknown): RelayError {
+  if (error instanceof RelayError) return error;
+  const status = storageStatusOf(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  return new RelayError({
+    code: 'storage_unavailable',
+    status: 503,
+    message: `The relay could not reach its storage account${status === undefined ? '' : ` (HTTP ${status})`}${typeof code === 'string' ? ` ${code}` : ''}; nothing was sent.`,
+    remedy:
+      'Retry after the Retry-After delay. If it persists, check RELAY_STORAGE_CONNECTION and that the storage account is reachable from the Function App.',
+    retryAfterSeconds: 10,
+    transient: true,
+  });
+}
