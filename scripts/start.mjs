@@ -3,6 +3,7 @@
 // to install instead of failing obscurely.
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -30,8 +31,47 @@ The tests do not need it: npm test runs every function handler against local pro
   process.exit(1);
 }
 
+// The timer and queue triggers need storage (UseDevelopmentStorage=true): start Azurite from the
+// devDependency unless something already listens on its blob port.
+function listening(port) {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.end();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+let azurite;
+if (!(await listening(10000))) {
+  const azuriteBin = join(root, 'node_modules', '.bin', 'azurite');
+  if (existsSync(azuriteBin)) {
+    console.log('Starting Azurite (local Azure Storage) on 127.0.0.1:10000-10002, data in .data/azurite');
+    azurite = spawn(
+      azuriteBin,
+      [
+        '--silent',
+        '--skipApiVersionCheck',
+        '--disableTelemetry',
+        '--location',
+        join(root, '.data', 'azurite'),
+      ],
+      { cwd: root, stdio: 'ignore' },
+    );
+  } else {
+    console.warn(
+      'Azurite is not installed (npm install brings it): timers and queued sending need local storage.',
+    );
+  }
+}
+
 const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
 const host = spawn(func, ['start', ...process.argv.slice(2)], { cwd: root, stdio: 'inherit' });
-host.on('exit', (code) => process.exit(code ?? 0));
+host.on('exit', (code) => {
+  azurite?.kill();
+  process.exit(code ?? 0);
+});
