@@ -80,6 +80,9 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
     RELAY_SMTP_HOST: 'localhost',
     RELAY_SMTP_PORT: String(peers.smtpPort),
     RELAY_SMTP_MAX_CONNECTIONS: String(options.connectionsPerMailbox),
+    // Exchange's 30 messages per minute would turn the benchmark into a measure of the rate limiter; the
+    // limiter still runs on every send (its cost is counted), it just never has to hold one back.
+    RELAY_MAILBOX_RATE_PER_MINUTE: '100000',
     RELAY_CALLERS: JSON.stringify(callerRules),
   });
   const vault = await createKeyVaultSecretStore({
