@@ -48,6 +48,8 @@ export interface Runtime {
   close(): void;
 }
 
+type DurableParts = Pick<Runtime, 'storage' | 'sendQueue' | 'idempotency' | 'queuedSends'>;
+
 export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): Runtime {
   const tokenCache = createTokenCache({ marginSeconds: config.identity.expiryMarginSeconds });
   const appOnly = createAppOnlyTokenSource(config.identity, config.smtp.scope, secrets);
@@ -68,11 +70,22 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     limiter,
     config.throttle.maxWaitSeconds * 1000,
   );
-  // Storage clients connect lazily: a synchronous send without an Idempotency-Key never touches storage.
-  const storage = createRelayStorage(config.storage);
-  const sendQueue = createSendQueue(storage);
-  const idempotency = createIdempotencyStore(storage.idempotencyKeys, storage.ready);
-  const queuedSends = createQueuedSendProcessor({ queue: sendQueue, relay, config });
+  // The durable parts (and the three storage SDKs behind them) are built on first use: a synchronous send
+  // without an Idempotency-Key never touches storage, and a cold start should not load what it won't use.
+  let durable: DurableParts | undefined;
+  const durableParts = (): DurableParts => {
+    if (durable === undefined) {
+      const storage = createRelayStorage(config.storage);
+      const sendQueue = createSendQueue(storage);
+      durable = {
+        storage,
+        sendQueue,
+        idempotency: createIdempotencyStore(storage.idempotencyKeys, storage.ready),
+        queuedSends: createQueuedSendProcessor({ queue: sendQueue, relay, config }),
+      };
+    }
+    return durable;
+  };
   const health = createMailboxHealthStore(secrets);
   const pending = createPendingConsents(secrets);
   const consent = createConsentFlow({
@@ -112,10 +125,18 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     status: () => statusReporter.report(),
     tokens,
     limiter,
-    storage,
-    sendQueue,
-    idempotency,
-    queuedSends,
+    get storage() {
+      return durableParts().storage;
+    },
+    get sendQueue() {
+      return durableParts().sendQueue;
+    },
+    get idempotency() {
+      return durableParts().idempotency;
+    },
+    get queuedSends() {
+      return durableParts().queuedSends;
+    },
     close: () => transports.closeAll(),
   };
 }

@@ -1,7 +1,8 @@
-import { TableClient } from '@azure/data-tables';
+import { createRequire } from 'node:module';
+import type { TableClient } from '@azure/data-tables';
 import type { TokenCredential } from '@azure/identity';
-import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
-import { type QueueClient, QueueServiceClient } from '@azure/storage-queue';
+import type { BlobServiceClient, ContainerClient } from '@azure/storage-blob';
+import type { QueueClient, QueueServiceClient } from '@azure/storage-queue';
 import type { RelayConfig } from '../config.ts';
 import { managedIdentityCredential } from '../tokens/managedIdentityAssertion.ts';
 
@@ -68,6 +69,16 @@ export function createRelayStorage(
   };
 }
 
+// The storage SDKs are loaded when the relay first builds its storage clients (runtime.ts does that on the
+// first queued send or idempotency key), from their CommonJS builds, synchronously: a cold start that serves
+// plain sends does not pay for three SDKs.
+const requireFromHere = createRequire(import.meta.url);
+const storageSdks = () => ({
+  ...(requireFromHere('@azure/data-tables') as typeof import('@azure/data-tables')),
+  ...(requireFromHere('@azure/storage-blob') as typeof import('@azure/storage-blob')),
+  ...(requireFromHere('@azure/storage-queue') as typeof import('@azure/storage-queue')),
+});
+
 interface StorageClients {
   queues: QueueServiceClient;
   blobs: BlobServiceClient;
@@ -75,6 +86,7 @@ interface StorageClients {
 }
 
 function clientsFromConnectionString(connectionString: string): StorageClients {
+  const { QueueServiceClient, BlobServiceClient, TableClient } = storageSdks();
   // Azurite and other local endpoints speak plain http; the Tables client refuses that unless told.
   const insecure = /UseDevelopmentStorage=true|Endpoint=http:/i.test(connectionString);
   return {
@@ -87,6 +99,7 @@ function clientsFromConnectionString(connectionString: string): StorageClients {
 
 /** The template's storage account allows no shared keys: the Function App's identity signs in instead. */
 function clientsFromIdentity(accountName: string, credential: TokenCredential): StorageClients {
+  const { QueueServiceClient, BlobServiceClient, TableClient } = storageSdks();
   const endpoint = (service: 'queue' | 'blob' | 'table') =>
     `https://${accountName}.${service}.core.windows.net`;
   return {
