@@ -1,7 +1,7 @@
 import { app, type HttpRequest, type HttpResponseInit } from '@azure/functions';
 import { authenticateCaller, callerKeyHeader } from '../shared/callers.ts';
 import { createConcurrencyGate } from '../shared/concurrencyGate.ts';
-import { prefersAsync, submitSend } from '../shared/durable/submitSend.ts';
+import { prefersAsync, submitPayload, submitSend } from '../shared/durable/submitSend.ts';
 import { readIdempotencyKey } from '../shared/idempotency/idempotencyStore.ts';
 import { parseSendRequest } from '../shared/message.ts';
 import { type Runtime, runtimeFromEnvironment } from '../shared/runtime.ts';
@@ -22,14 +22,18 @@ export function createSendHandler(runtime: () => Promise<Runtime>) {
     const { config } = relayRuntime;
     const caller = authenticateCaller(request.headers.get(callerKeyHeader), config.callers);
     const idempotencyKey = readIdempotencyKey(request.headers.get('idempotency-key'));
-    const { body, message } = await decoding.run(async () => {
+    const respondAsync = prefersAsync(request.headers.get('prefer'));
+    const { message, payload } = await decoding.run(async () => {
       // JSON and base64 make the request larger than the encoded message; allow for both.
-      const parsedBody = await readJsonBody(request, Math.ceil(config.limits.maxMessageBytes * 1.5) + 65_536);
-      return { body: parsedBody, message: parseSendRequest(parsedBody, config.limits) };
+      const body = await readJsonBody(request, Math.ceil(config.limits.maxMessageBytes * 1.5) + 65_536);
+      return {
+        message: parseSendRequest(body, config.limits),
+        payload: submitPayload(body, { idempotencyKey, respondAsync }),
+      };
     });
-    const response = await submitSend(relayRuntime, caller, message, body, {
+    const response = await submitSend(relayRuntime, caller, message, payload, {
       idempotencyKey,
-      respondAsync: prefersAsync(request.headers.get('prefer')),
+      respondAsync,
       statusUrl: (id) => new URL(`/api/send/${id}`, request.url).toString(),
     });
     return { status: response.status, jsonBody: response.body, headers: response.headers };

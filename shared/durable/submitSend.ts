@@ -37,11 +37,31 @@ export function prefersAsync(prefer: string | null): boolean {
     .includes('respond-async');
 }
 
+/**
+ * What the request body is still needed for after parsing: its fingerprint (idempotency) and, for a queued
+ * send, the body itself. Taken out while the body is in hand, so a synchronous send does not keep a
+ * request's JSON (with its base64 attachments) alive while it waits for SMTP.
+ */
+export interface SubmitPayload {
+  fingerprint: string | undefined;
+  queuedBody: unknown;
+}
+
+export function submitPayload(
+  body: unknown,
+  options: Pick<SubmitOptions, 'idempotencyKey' | 'respondAsync'>,
+): SubmitPayload {
+  return {
+    fingerprint: options.idempotencyKey === undefined ? undefined : fingerprintRequest(body),
+    queuedBody: options.respondAsync ? body : undefined,
+  };
+}
+
 export async function submitSend(
   deps: SubmitDependencies,
   caller: Caller,
   request: SendRequest,
-  body: unknown,
+  payload: SubmitPayload,
   options: SubmitOptions,
 ): Promise<SendResponse> {
   const sender = senderMailbox(request);
@@ -50,7 +70,7 @@ export async function submitSend(
 
   async function run(): Promise<SendResponse> {
     if (options.respondAsync) {
-      const accepted = await deps.sendQueue.accept(caller.name, sender, body);
+      const accepted = await deps.sendQueue.accept(caller.name, sender, payload.queuedBody);
       const statusUrl = options.statusUrl(accepted.id);
       return {
         status: 202,
@@ -62,8 +82,8 @@ export async function submitSend(
     return { status: 200, body: result, headers: {} };
   }
 
-  if (options.idempotencyKey === undefined) return run();
-  const begin = await deps.idempotency.begin(caller.name, options.idempotencyKey, fingerprintRequest(body));
+  if (options.idempotencyKey === undefined || payload.fingerprint === undefined) return run();
+  const begin = await deps.idempotency.begin(caller.name, options.idempotencyKey, payload.fingerprint);
   if (begin.kind === 'replay') {
     return { ...begin.response, headers: { ...begin.response.headers, 'Idempotent-Replayed': 'true' } };
   }
