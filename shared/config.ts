@@ -246,17 +246,7 @@ const settingsSchema = z.object({
   RELAY_SMTP_TIMEOUT_SECONDS: integer(5, 600),
   RELAY_MAX_MESSAGE_BYTES: integer(1024, 157_286_400),
   RELAY_MAX_RECIPIENTS: integer(1, 1000),
-  RELAY_CALLERS: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON array' });
-        return z.NEVER;
-      }
-    })
-    .pipe(z.array(callerRule)),
+  RELAY_CALLERS: jsonSetting(z.array(callerRule)),
   RELAY_MAILBOXES: jsonSetting(
     z.array(mailboxRule).refine((rules) => new Set(rules.map((rule) => rule.address)).size === rules.length, {
       message: 'lists a mailbox twice',
