@@ -93,9 +93,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  harness.runtime.transports.closeAll();
-  await harness.smtp.waitForNoOpenConnections();
-  harness.smtp.reset();
+  await harness.freshSmtp();
 });
 
 describe('queued sending (Prefer: respond-async)', () => {

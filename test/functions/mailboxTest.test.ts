@@ -39,9 +39,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  harness.runtime.transports.closeAll();
-  await harness.smtp.waitForNoOpenConnections();
-  harness.smtp.reset();
+  await harness.freshSmtp();
 });
 
 describe('POST /api/mailboxes/{address}/test', () => {

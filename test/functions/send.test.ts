@@ -57,10 +57,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  // Every test starts without pooled connections, so scripted AUTH replies meet a fresh login.
-  harness.runtime.transports.closeAll();
-  await harness.smtp.waitForNoOpenConnections();
-  harness.smtp.reset();
+  await harness.freshSmtp();
 });
 
 describe('POST /api/send', () => {

@@ -49,6 +49,8 @@ export interface RelayHarness {
   runtime: Runtime;
   secretsPath: string;
   callers: TestCaller[];
+  /** Between tests: no pooled connections (so scripted AUTH replies meet a fresh login), no SMTP records. */
+  freshSmtp(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -95,6 +97,11 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
     runtime,
     secretsPath,
     callers,
+    async freshSmtp() {
+      runtime.transports.closeAll();
+      await smtp.waitForNoOpenConnections();
+      smtp.reset();
+    },
     async close() {
       runtime.close();
       await Promise.all([smtp.close(), identity.close()]);
