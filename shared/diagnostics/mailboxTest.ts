@@ -1,10 +1,11 @@
 import { connect as tcpConnect } from 'node:net';
-import { checkServerIdentity, getCACertificates, type PeerCertificate } from 'node:tls';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { RelayConfig } from '../config.ts';
 import { ensureRelayError, type RelayError } from '../errors.ts';
+import { smtpConnectionOptions } from '../smtp/connectionOptions.ts';
 import type { MailboxTokenProvider } from '../smtp/mailboxTransports.ts';
 import { mapSmtpError } from '../smtp/smtpErrors.ts';
 
@@ -65,8 +66,7 @@ function describeChain(leaf: PeerCertificate | undefined): Record<string, unknow
 
 export function createMailboxTester(smtp: RelayConfig['smtp'], tokens: MailboxTokenProvider) {
   const timeoutMs = smtp.timeoutSeconds * 1000;
-  const trustedCa =
-    smtp.extraCaPem === undefined ? undefined : [...getCACertificates('default'), smtp.extraCaPem];
+  const connectionOptions = smtpConnectionOptions(smtp);
   const context = (mailbox: string) => ({ host: smtp.host, port: smtp.port, mailbox });
 
   function tcpStep(): Promise<Record<string, unknown>> {
@@ -144,18 +144,9 @@ export function createMailboxTester(smtp: RelayConfig['smtp'], tokens: MailboxTo
       'starttls',
       async () => {
         connection = new SMTPConnection({
-          host: smtp.host,
-          port: smtp.port,
-          secure: false,
-          requireTLS: true,
-          connectionTimeout: timeoutMs,
-          greetingTimeout: timeoutMs,
-          socketTimeout: timeoutMs,
+          ...connectionOptions,
           tls: {
-            minVersion: 'TLSv1.2',
-            rejectUnauthorized: true,
-            servername: smtp.host,
-            ...(trustedCa === undefined ? {} : { ca: trustedCa }),
+            ...connectionOptions.tls,
             // Called only for a chain that verified: keep it for the report, then check the name as usual.
             checkServerIdentity: (host: string, certificate: PeerCertificate) => {
               chain = describeChain(certificate);

@@ -1,8 +1,8 @@
-import { getCACertificates } from 'node:tls';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer/lib/smtp-pool';
 import type { RelayConfig } from '../config.ts';
 import type { ReusableToken, TokenRequestOptions } from '../tokens/accessToken.ts';
+import { smtpConnectionOptions } from './connectionOptions.ts';
 
 /**
  * One pooled nodemailer transport per sender mailbox, created on first use and reused across sends.
@@ -25,30 +25,14 @@ export function createMailboxTransports(
   tokens: MailboxTokenProvider,
 ): MailboxTransports {
   const transports = new Map<string, MailboxTransport>();
-  // Only when an extra CA is configured do we pass `ca`, which replaces Node's default trust store: keep the
-  // defaults in it so Exchange's public chain still verifies.
-  const trustedCa =
-    smtp.extraCaPem === undefined ? undefined : [...getCACertificates('default'), smtp.extraCaPem];
+  const connection = smtpConnectionOptions(smtp);
 
   function createTransport(mailbox: string): MailboxTransport {
     return nodemailer.createTransport({
       pool: true,
       maxConnections: smtp.maxConnectionsPerMailbox,
       maxMessages: 100,
-      host: smtp.host,
-      port: smtp.port,
-      secure: false,
-      // Never send a message or a token over a connection that did not upgrade to TLS.
-      requireTLS: true,
-      tls: {
-        minVersion: 'TLSv1.2',
-        rejectUnauthorized: true,
-        servername: smtp.host,
-        ...(trustedCa === undefined ? {} : { ca: trustedCa }),
-      },
-      connectionTimeout: smtp.timeoutSeconds * 1000,
-      greetingTimeout: smtp.timeoutSeconds * 1000,
-      socketTimeout: smtp.timeoutSeconds * 1000,
+      ...connection,
       disableFileAccess: true,
       disableUrlAccess: true,
       auth: {
