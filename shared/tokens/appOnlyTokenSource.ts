@@ -1,12 +1,10 @@
-import type { ConfidentialClientApplication } from '@azure/msal-node';
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { AccessToken, TokenSource } from './accessToken.ts';
-import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
 import { mapIdentityError } from './identityErrors.ts';
 import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
-import { createConfidentialClient } from './msalClient.ts';
+import { createConfidentialClients } from './msalClient.ts';
 
 /**
  * App-only tokens by client credentials (scope https://outlook.office365.com/.default, app role
@@ -21,18 +19,10 @@ export function createAppOnlyTokenSource(
   /** For a federated credential; by default the Function App's managed identity (clientCredential.ts). */
   federatedAssertion?: ClientAssertionSource,
 ): TokenSource {
-  let client: { fingerprint: string; application: ConfidentialClientApplication } | undefined;
-
-  async function clientFor(credential: ClientCredential): Promise<ConfidentialClientApplication> {
-    if (client?.fingerprint === credential.fingerprint) return client.application;
-    const application = await createConfidentialClient(identity, credential);
-    client = { fingerprint: credential.fingerprint, application };
-    return application;
-  }
+  const clients = createConfidentialClients(identity, secrets, federatedAssertion);
 
   async function requestToken(forceRefresh: boolean): Promise<AccessToken> {
-    const credential = await loadClientCredential(identity, secrets, federatedAssertion);
-    const application = await clientFor(credential);
+    const application = await clients.clientFor('app');
     const result = await application.acquireTokenByClientCredential({
       scopes: [scope],
       skipCache: forceRefresh,

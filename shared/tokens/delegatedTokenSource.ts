@@ -4,9 +4,8 @@ import { RelayError } from '../errors.ts';
 import type { MailboxDirectory } from '../mailboxes.ts';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { TokenSource } from './accessToken.ts';
-import { loadClientCredential } from './clientCredential.ts';
 import { mapIdentityError, needsConsent } from './identityErrors.ts';
-import { createConfidentialClient } from './msalClient.ts';
+import { createConfidentialClients } from './msalClient.ts';
 import { createTokenCachePlugin, tokenCacheSecretName } from './tokenCachePlugin.ts';
 
 /**
@@ -28,31 +27,15 @@ export function createDelegatedClients(
   scope: string,
   secrets: CachedSecretStore,
 ): DelegatedClients {
-  const clients = new Map<string, { fingerprint: string; application: ConfidentialClientApplication }>();
-
-  async function build(
-    mailbox: string,
-  ): Promise<{ fingerprint: string; application: ConfidentialClientApplication }> {
-    const credential = await loadClientCredential(identity, secrets);
-    const cachePlugin = createTokenCachePlugin({ secrets, mailbox, scope });
-    return {
-      fingerprint: credential.fingerprint,
-      application: await createConfidentialClient(identity, credential, cachePlugin),
-    };
-  }
-
+  const clients = createConfidentialClients(identity, secrets);
+  const cachePluginFor = (mailbox: string) => createTokenCachePlugin({ secrets, mailbox, scope });
   return {
-    async clientFor(mailbox) {
+    clientFor(mailbox) {
       const key = mailbox.toLowerCase();
-      const credential = await loadClientCredential(identity, secrets);
-      const existing = clients.get(key);
-      if (existing?.fingerprint === credential.fingerprint) return existing.application;
-      const built = await build(key);
-      clients.set(key, built);
-      return built.application;
+      return clients.clientFor(key, () => cachePluginFor(key));
     },
-    async newClientFor(mailbox) {
-      return (await build(mailbox.toLowerCase())).application;
+    newClientFor(mailbox) {
+      return clients.newClient(cachePluginFor(mailbox.toLowerCase()));
     },
   };
 }

@@ -1,8 +1,10 @@
 import type { ConfidentialClientApplication, ICachePlugin } from '@azure/msal-node';
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
-import type { ClientCredential } from './clientCredential.ts';
+import type { SecretStore } from '../secrets/secretStore.ts';
+import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
 import { loadMsal } from './loadMsal.ts';
+import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 
 /**
  * Builds MSAL's confidential client for delegated mailboxes: the configured authority, the app's credential
@@ -49,4 +51,37 @@ export function requireAppIdentity(identity: RelayConfig['identity']): {
     });
   }
   return { tenantId: identity.tenantId, clientId: identity.clientId };
+}
+
+/**
+ * MSAL clients over the app's current credential, for app-only and delegated tokens alike: a kept client
+ * is rebuilt when the stored credential changes, so a rotated secret or certificate needs no restart.
+ */
+export interface ConfidentialClients {
+  /** The client kept under `key` (one for app-only, one per delegated mailbox with its cache plugin). */
+  clientFor(key: string, cachePlugin?: () => ICachePlugin): Promise<ConfidentialClientApplication>;
+  /** A client with fresh in-memory state, not kept (e.g. for one authorization-code exchange). */
+  newClient(cachePlugin?: ICachePlugin): Promise<ConfidentialClientApplication>;
+}
+
+export function createConfidentialClients(
+  identity: RelayConfig['identity'],
+  secrets: SecretStore,
+  federatedAssertion?: ClientAssertionSource,
+): ConfidentialClients {
+  const kept = new Map<string, { fingerprint: string; application: ConfidentialClientApplication }>();
+  return {
+    async clientFor(key, cachePlugin) {
+      const credential = await loadClientCredential(identity, secrets, federatedAssertion);
+      const existing = kept.get(key);
+      if (existing?.fingerprint === credential.fingerprint) return existing.application;
+      const application = await createConfidentialClient(identity, credential, cachePlugin?.());
+      kept.set(key, { fingerprint: credential.fingerprint, application });
+      return application;
+    },
+    async newClient(cachePlugin) {
+      const credential = await loadClientCredential(identity, secrets, federatedAssertion);
+      return createConfidentialClient(identity, credential, cachePlugin);
+    },
+  };
 }
