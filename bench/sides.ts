@@ -1,6 +1,7 @@
 import functions from '@azure/functions';
 import nodemailer, { type SendMailOptions, type Transporter } from 'nodemailer';
-import { createSendHandler } from '../functions/send.ts';
+import { bindHttp } from '../functions/register.ts';
+import { send } from '../functions/send.ts';
 import { hashCallerKey } from '../shared/callers.ts';
 import { loadConfig } from '../shared/config.ts';
 import { createRuntime, type Runtime } from '../shared/runtime.ts';
@@ -94,7 +95,7 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
   });
   const secrets = createCachedSecretStore(vault, { ttlSeconds: config.secrets.cacheSeconds });
   const runtime = createRuntime(config, secrets);
-  const handler = createSendHandler(async () => runtime);
+  const handler = bindHttp(send, runtime);
 
   // Instrumentation, not a stand-in: the real transports, with the time spent inside sendMail recorded so
   // the relay's own share of each request can be told apart from SMTP's.

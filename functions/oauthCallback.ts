@@ -1,23 +1,31 @@
-import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from '@azure/functions';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { ensureRelayError } from '../shared/errors.ts';
 import { consentCallbackUrl } from '../shared/mailboxes.ts';
-import { type ConsentPage, renderConsentOutcome, renderFailurePage } from '../shared/oauth/consentPages.ts';
+import {
+  type ConsentPage,
+  describeOutcome,
+  renderConsentOutcome,
+  renderFailurePage,
+} from '../shared/oauth/consentPages.ts';
 import { parseCookieHeader } from '../shared/oauth/cookies.ts';
-import { type Runtime, runtimeFromEnvironment } from '../shared/runtime.ts';
+import type { Runtime } from '../shared/runtime.ts';
+import { registerHttp } from './register.ts';
 
 /**
  * GET /api/oauth/callback: where Microsoft sends the browser back with a code (anonymous, as a redirect
  * URI must be). Answers with a small HTML page for a person; logs only the outcome, never the query.
  */
-export function createOAuthCallbackHandler(runtime: () => Promise<Runtime>) {
-  return async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
-    const state = request.query.get('state');
-    let page: ConsentPage;
-    let clearCookie: HttpResponseInit['cookies'] = [];
-    try {
-      const { consent, config } = await runtime();
-      if (state !== null && state !== '') {
-        clearCookie = [
+export async function oauthCallback(
+  request: HttpRequest,
+  runtime: Runtime,
+  context: InvocationContext,
+): Promise<HttpResponseInit> {
+  const { consent, config } = runtime;
+  const state = request.query.get('state');
+  const clearCookie: HttpResponseInit['cookies'] =
+    state === null || state === ''
+      ? []
+      : [
           {
             name: consent.cookieName(state),
             value: '',
@@ -26,44 +34,42 @@ export function createOAuthCallbackHandler(runtime: () => Promise<Runtime>) {
             httpOnly: true,
           },
         ];
-      }
-      const outcome = await consent.complete(request.query, parseCookieHeader(request.headers.get('cookie')));
-      const detail =
-        outcome.kind === 'state_rejected'
-          ? outcome.problem
-          : outcome.kind === 'identity_error'
-            ? `${outcome.mailbox} ${outcome.error}${outcome.aadsts === undefined ? '' : ` AADSTS${outcome.aadsts}`}`
-            : outcome.kind === 'exchange_failed'
-              ? `${outcome.mailbox} ${outcome.failure.code}`
-              : outcome.mailbox;
-      context.log(`oauth callback -> ${outcome.kind} (${detail})`);
-      page = renderConsentOutcome(outcome);
-    } catch (error) {
-      const relayError = ensureRelayError(error);
-      context.warn(`oauth callback failed: ${relayError.code}: ${relayError.message}`);
-      page = renderFailurePage(relayError);
-    }
-    return {
-      status: page.status,
-      body: page.html,
-      headers: {
-        'content-type': 'text/html; charset=utf-8',
-        'cache-control': 'no-store',
-        // The URL carries the (already redeemed) code: never send it on as a Referer.
-        'referrer-policy': 'no-referrer',
-        'content-security-policy': "default-src 'none'",
-        'x-content-type-options': 'nosniff',
-      },
-      cookies: clearCookie,
-    };
+  try {
+    const outcome = await consent.complete(request.query, parseCookieHeader(request.headers.get('cookie')));
+    context.log(`oauth callback -> ${outcome.kind} (${describeOutcome(outcome)})`);
+    return pageResponse(renderConsentOutcome(outcome), clearCookie);
+  } catch (error) {
+    return failurePage(error, context, clearCookie);
+  }
+}
+
+function failurePage(
+  error: unknown,
+  context: InvocationContext,
+  cookies: HttpResponseInit['cookies'] = [],
+): HttpResponseInit {
+  const relayError = ensureRelayError(error);
+  context.warn(`oauth callback failed: ${relayError.code}: ${relayError.message}`);
+  return pageResponse(renderFailurePage(relayError), cookies);
+}
+
+function pageResponse(page: ConsentPage, cookies: HttpResponseInit['cookies']): HttpResponseInit {
+  return {
+    status: page.status,
+    body: page.html,
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      // The URL carries the (already redeemed) code: never send it on as a Referer.
+      'referrer-policy': 'no-referrer',
+      'content-security-policy': "default-src 'none'",
+      'x-content-type-options': 'nosniff',
+    },
+    cookies,
   };
 }
 
-export const oauthCallback = createOAuthCallbackHandler(runtimeFromEnvironment);
-
-app.http('oauthCallback', {
-  route: 'oauth/callback',
-  methods: ['GET'],
-  authLevel: 'anonymous',
-  handler: oauthCallback,
+// A browser lands here: even a relay that cannot start answers with a page, not a JSON body.
+registerHttp('oauthCallback', oauthCallback, {
+  onRuntimeError: (error, context) => failurePage(error, context),
 });

@@ -1,26 +1,15 @@
-import { app, type HttpRequest, type HttpResponseInit } from '@azure/functions';
-import { authenticateCaller, callerKeyHeader } from '../shared/callers.ts';
-import { publicStatus, sendNotFound } from '../shared/durable/sendStatus.ts';
-import { type Runtime, runtimeFromEnvironment } from '../shared/runtime.ts';
-import { storageUnavailable } from '../shared/storage/storageErrors.ts';
-import { withErrors } from './httpEdge.ts';
+import type { HttpRequest, HttpResponseInit } from '@azure/functions';
+import { callerKeyHeader } from '../shared/callers.ts';
+import type { Runtime } from '../shared/runtime.ts';
+import { registerHttp } from './register.ts';
 
 /** GET /api/send/{id}: where a queued message is (queued, sending, sent, failed), for the caller that sent it. */
-export function createSendStatusHandler(runtime: () => Promise<Runtime>) {
-  return withErrors(async (request: HttpRequest): Promise<HttpResponseInit> => {
-    const { config, sendQueue, storage } = await runtime();
-    const caller = authenticateCaller(request.headers.get(callerKeyHeader), config.callers);
-    const id = request.params.id ?? '';
-    if (!/^[0-9a-f-]{36}$/.test(id)) throw sendNotFound(id);
-    await storage.ready().catch((error: unknown) => {
-      throw storageUnavailable(error);
-    });
-    const found = await sendQueue.statuses.get(caller.name, id);
-    if (found === undefined) throw sendNotFound(id);
-    return { status: 200, jsonBody: publicStatus(found.status) };
-  });
+export async function sendStatus(request: HttpRequest, runtime: Runtime): Promise<HttpResponseInit> {
+  const status = await runtime.queuedSendStatus(
+    request.headers.get(callerKeyHeader),
+    request.params.id ?? '',
+  );
+  return { status: 200, jsonBody: status };
 }
 
-export const sendStatus = createSendStatusHandler(runtimeFromEnvironment);
-
-app.http('sendStatus', { route: 'send/{id}', methods: ['GET'], authLevel: 'function', handler: sendStatus });
+registerHttp('sendStatus', sendStatus);

@@ -5,9 +5,22 @@ import type { RateLimiter } from './smtp/rateLimiter.ts';
 
 /**
  * The relay's one use case: a caller asks to send a validated message. The caller must have been granted
- * the sender; only then does anything touch tokens or SMTP. Each send takes a slot of the sender mailbox's
- * message rate first, waiting a bounded time for one.
+ * the sender (`authorizeMessage`, the one sender check; a relay send takes only an authorized message), so
+ * nothing touches tokens or SMTP before that. Each send takes a slot of the sender mailbox's message rate
+ * first, waiting a bounded time for one.
  */
+export interface AuthorizedMessage {
+  caller: Caller;
+  sender: string;
+  request: SendRequest;
+}
+
+export function authorizeMessage(caller: Caller, request: SendRequest): AuthorizedMessage {
+  const sender = senderMailbox(request);
+  authorizeSender(caller, sender);
+  return { caller, sender, request };
+}
+
 export interface SendResult extends SendOutcome {
   sender: string;
 }
@@ -20,14 +33,12 @@ export interface SendOptions {
 }
 
 export interface Relay {
-  send(caller: Caller, request: SendRequest, options?: SendOptions): Promise<SendResult>;
+  send(message: AuthorizedMessage, options?: SendOptions): Promise<SendResult>;
 }
 
 export function createRelay(mailSender: MailSender, limiter?: RateLimiter, defaultRateWaitMs = 0): Relay {
   return {
-    async send(caller, request, options = {}) {
-      const sender = senderMailbox(request);
-      authorizeSender(caller, sender);
+    async send({ sender, request }, options = {}) {
       await limiter?.reserve(sender, options.maxRateWaitMs ?? defaultRateWaitMs);
       const mail = toMailOptions(request);
       if (options.messageId !== undefined) mail.messageId = options.messageId;

@@ -1,9 +1,13 @@
-import { ConfigError, loadConfig, type RelayConfig, settingDefaults } from './config.ts';
+import { authenticateCaller } from './callers.ts';
+import { ConfigError, loadConfig, type RelayConfig } from './config.ts';
 import { createMailboxHealthStore } from './delegated/mailboxHealth.ts';
 import { createStatusReporter, type StatusReport } from './delegated/statusReport.ts';
 import { createTokenMaintenance, type TokenMaintenance } from './delegated/tokenMaintenance.ts';
+import { type ConnectionCheck, createConnectionCheck } from './diagnostics/connectionCheck.ts';
 import { createQueuedSendProcessor, type QueuedSendProcessor } from './durable/queuedSendProcessor.ts';
 import { createSendQueue, type SendQueue } from './durable/sendQueue.ts';
+import { findPublicStatus } from './durable/sendStatus.ts';
+import { createSendSubmitter, type SendSubmitter } from './durable/submitSend.ts';
 import { RelayError } from './errors.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency/idempotencyStore.ts';
 import { createMailboxDirectory, type MailboxDirectory } from './mailboxes.ts';
@@ -45,6 +49,12 @@ export interface Runtime {
   sendQueue: SendQueue;
   idempotency: IdempotencyStore;
   queuedSends: QueuedSendProcessor;
+  /** POST /api/send's whole use case: caller, validation, sender check, send or queue, idempotency. */
+  submitSend: SendSubmitter;
+  /** GET /api/send/{id}: the caller's queued message, by the caller's key. */
+  queuedSendStatus(callerKey: string | null, id: string): Promise<Record<string, unknown>>;
+  /** POST /api/mailboxes/{address}/test: the step-by-step connection check. */
+  checkConnection: ConnectionCheck;
   close(): void;
 }
 
@@ -114,7 +124,7 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     identity: config.identity,
     secrets,
   });
-  return {
+  const runtime: Runtime = {
     config,
     secrets,
     transports,
@@ -137,8 +147,18 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     get queuedSends() {
       return durableParts().queuedSends;
     },
+    // The runtime itself is the submitter's dependency: its durable parts are built on first use.
+    submitSend: (submission) => submitter(submission),
+    async queuedSendStatus(callerKey, id) {
+      const caller = authenticateCaller(callerKey, config.callers);
+      const { storage, sendQueue } = durableParts();
+      return findPublicStatus(storage.ready, sendQueue.statuses, caller.name, id);
+    },
+    checkConnection: createConnectionCheck(config.smtp, tokens),
     close: () => transports.closeAll(),
   };
+  const submitter = createSendSubmitter(config, runtime);
+  return runtime;
 }
 
 let environmentRuntime: Promise<Runtime> | undefined;
@@ -171,11 +191,15 @@ export function configFromEnvironment(): RelayConfig {
   }
 }
 
-/** The timer schedule is needed when the function is registered, before any request: fall back to the default. */
-export function tokenRefreshScheduleFromEnvironment(): string {
+/**
+ * A timer's schedule is needed when the function is registered, before any request: with settings that
+ * do not load, fall back to the default configuration's schedule (the bad setting is still reported on
+ * every request).
+ */
+export function timerScheduleFromEnvironment(schedule: (config: RelayConfig) => string): string {
   try {
-    return configFromEnvironment().delegated.refreshSchedule;
+    return schedule(configFromEnvironment());
   } catch {
-    return settingDefaults.RELAY_TOKEN_REFRESH_SCHEDULE;
+    return schedule(loadConfig({}));
   }
 }

@@ -1,12 +1,12 @@
 import { callerKeyHeader } from '../callers.ts';
 import { type ErrorCatalogEntry, errorsIn } from './errorCatalog.ts';
+import { hostSettings, prefixedPath } from './hostJson.ts';
 import {
   type ApiRoute,
-  apiRoutes,
   componentSchemas,
+  httpRoutes,
   type JsonSchema,
   type ResponseDescription,
-  routePrefix,
 } from './routes.ts';
 
 /**
@@ -17,8 +17,10 @@ export interface OpenApiOptions {
   /** Where the API is served, e.g. https://relay.azurewebsites.net; paths start with /api. */
   serverUrl?: string;
   version?: string;
-  /** The routes to describe; the app's own route table unless given. */
-  routes?: readonly ApiRoute[];
+  /** The routes to describe, by function name; the app's own route table unless given. */
+  routes?: Readonly<Record<string, ApiRoute>>;
+  /** host.json's extensions.http.routePrefix unless given. */
+  routePrefix?: string;
 }
 
 const functionKeyHeader = 'x-functions-key';
@@ -55,13 +57,13 @@ function securityOf(route: ApiRoute): Record<string, string[]>[] {
 }
 
 /** `send/{id:guid}` -> `/api/send/{id}` and its path parameters. */
-export function openApiPath(route: string): { path: string; parameters: string[] } {
+export function openApiPath(route: string, routePrefix: string): { path: string; parameters: string[] } {
   const parameters: string[] = [];
   const path = route.replace(/\{([A-Za-z0-9_]+)(?::[^}]*)?\??\}/g, (_match, name: string) => {
     parameters.push(name);
     return `{${name}}`;
   });
-  return { path: `/${routePrefix}/${path}`, parameters };
+  return { path: prefixedPath(path, routePrefix), parameters };
 }
 
 const schemaRef = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -171,18 +173,10 @@ function operationOf(route: ApiRoute, parameters: string[], operationId: string)
 
 export function buildOpenApiDocument(options: OpenApiOptions = {}): JsonSchema {
   const paths: Record<string, Record<string, JsonSchema>> = {};
-  const routes = options.routes ?? apiRoutes;
-  for (const route of routes) {
-    const { path, parameters } = openApiPath(route.route);
-    // One function may serve several methods; operation ids must stay unique.
-    const shared = routes.filter((other) => other.name === route.name).length > 1;
-    const operationId = shared
-      ? `${route.name}${route.method[0]}${route.method.slice(1).toLowerCase()}`
-      : route.name;
-    paths[path] = {
-      ...paths[path],
-      [route.method.toLowerCase()]: operationOf(route, parameters, operationId),
-    };
+  const routePrefix = options.routePrefix ?? hostSettings().routePrefix;
+  for (const [name, route] of Object.entries(options.routes ?? httpRoutes)) {
+    const { path, parameters } = openApiPath(route.route, routePrefix);
+    paths[path] = { ...paths[path], [route.method.toLowerCase()]: operationOf(route, parameters, name) };
   }
   return {
     openapi: '3.1.0',

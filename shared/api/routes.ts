@@ -1,15 +1,18 @@
 import { z } from 'zod';
 import { callerKeyHeader } from '../callers.ts';
+import type { RelayConfig } from '../config.ts';
 import { sendRequestJsonSchema } from '../message.ts';
+import { sendQueueName } from '../storage/relayStorage.ts';
 import type { ErrorArea } from './errorCatalog.ts';
+import { prefixedPath } from './hostJson.ts';
 import { errorBodySchema, sendResultSchema } from './responseSchemas.ts';
 
 /**
- * Every HTTP route the function app registers, described once: the API description (openApi.ts) is built
- * from this table, and test/functions/openapi.test.ts imports every functions/*.ts, records what each
- * registers with app.http, and fails when a route, method or auth level is missing here or differs.
- * To describe a new route: add its body schemas to `componentSchemas` (generated from zod) and one entry
- * to `apiRoutes`.
+ * Every function the app has, declared once, keyed by its function name. The registrations in functions/
+ * (`registerHttp('send', send)`), the development host (devhost/) and the API description (openApi.ts) are
+ * all made from these tables, so they cannot disagree. To add an HTTP function: add its body schemas to
+ * `componentSchemas` (generated from zod), one entry to `httpRoutes`, and a file in functions/ that
+ * registers its handler under the same name.
  */
 export type JsonSchema = Record<string, unknown>;
 export type AuthLevel = 'anonymous' | 'function' | 'admin';
@@ -52,12 +55,10 @@ export interface ParameterDescription {
 }
 
 export interface ApiRoute {
-  /** The name given to app.http. */
-  name: string;
-  /** The route as registered (no `api/` prefix), with Functions' `{parameter}` placeholders. */
+  /** The route as registered, below host.json's routePrefix, with Functions' `{parameter}` placeholders. */
   route: string;
   method: HttpMethod;
-  /** Must equal the registration's authLevel: function and admin keys go in x-functions-key. */
+  /** The Functions host's key check: function and admin keys go in x-functions-key. */
   authLevel: AuthLevel;
   /** The relay's own caller key (x-relay-key) is required as well. */
   callerKey: boolean;
@@ -70,11 +71,8 @@ export interface ApiRoute {
   errors: readonly ErrorArea[];
 }
 
-export const routePrefix = 'api';
-
-export const apiRoutes: readonly ApiRoute[] = [
-  {
-    name: 'send',
+export const httpRoutes = {
+  send: {
     route: 'send',
     method: 'POST',
     authLevel: 'function',
@@ -105,8 +103,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     },
     errors: ['request', 'caller', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
   },
-  {
-    name: 'oauthStart',
+  oauthStart: {
     route: 'oauth/start',
     method: 'GET',
     authLevel: 'function',
@@ -130,8 +127,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     },
     errors: ['request', 'configuration', 'secrets', 'internal'],
   },
-  {
-    name: 'oauthCallback',
+  oauthCallback: {
     route: 'oauth/callback',
     method: 'GET',
     authLevel: 'anonymous',
@@ -155,8 +151,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     },
     errors: ['internal'],
   },
-  {
-    name: 'status',
+  status: {
     route: 'status',
     method: 'GET',
     authLevel: 'admin',
@@ -167,8 +162,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     responses: { 200: { description: 'Mailbox and credential health', schema: 'document' } },
     errors: ['configuration', 'secrets', 'internal'],
   },
-  {
-    name: 'sendStatus',
+  sendStatus: {
     route: 'send/{id}',
     method: 'GET',
     authLevel: 'function',
@@ -179,8 +173,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     responses: { 200: { description: 'The message status', schema: 'document' } },
     errors: ['request', 'caller', 'configuration', 'internal'],
   },
-  {
-    name: 'mailboxTest',
+  checkMailbox: {
     route: 'mailboxes/{address}/test',
     method: 'POST',
     authLevel: 'admin',
@@ -191,8 +184,7 @@ export const apiRoutes: readonly ApiRoute[] = [
     responses: { 200: { description: 'The step-by-step report', schema: 'document' } },
     errors: ['request', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
   },
-  {
-    name: 'openapi',
+  openapi: {
     route: 'openapi.json',
     method: 'GET',
     authLevel: 'anonymous',
@@ -201,4 +193,35 @@ export const apiRoutes: readonly ApiRoute[] = [
     responses: { 200: { description: 'The OpenAPI document', schema: 'document' } },
     errors: ['internal'],
   },
-];
+} satisfies Record<string, ApiRoute>;
+
+export type RouteName = keyof typeof httpRoutes;
+
+/**
+ * The functions that are not HTTP: their triggers, declared here beside the routes for the same reasons.
+ * A timer's schedule comes from the relay's configuration; a queue trigger's connection names the app
+ * setting that holds the storage connection (the host resolves `<name>` and `<name>__accountName` itself).
+ */
+export const timerFunctions = {
+  tokenRefresh: { schedule: (config: RelayConfig) => config.delegated.refreshSchedule },
+} satisfies Record<string, { schedule: (config: RelayConfig) => string }>;
+
+export type TimerName = keyof typeof timerFunctions;
+
+export const queueFunctions = {
+  sendQueued: { queueName: sendQueueName, connection: 'RELAY_STORAGE_CONNECTION' },
+} satisfies Record<string, { queueName: string; connection: string }>;
+
+export type QueueFunctionName = keyof typeof queueFunctions;
+
+/** `send/{id}` with `{ id: 'abc' }` -> `send/abc`: a route filled in, below the route prefix. */
+export function fillRoute(route: string, parameters: Record<string, string>): string {
+  return route.replace(/\{([A-Za-z0-9_]+)(?::[^}]*)?\??\}/g, (_match, name: string) =>
+    encodeURIComponent(parameters[name] ?? ''),
+  );
+}
+
+/** The path a function is reached at, prefix included: `routePath('sendStatus', { id })` -> `/api/send/<id>`. */
+export function routePath(name: RouteName, parameters: Record<string, string> = {}): string {
+  return prefixedPath(fillRoute(httpRoutes[name].route, parameters));
+}

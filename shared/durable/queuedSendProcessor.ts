@@ -1,7 +1,7 @@
 import type { RelayConfig } from '../config.ts';
 import { ensureRelayError, RelayError } from '../errors.ts';
 import { type MessageLimits, parseSendRequest } from '../message.ts';
-import type { Relay } from '../relay.ts';
+import { authorizeMessage, type Relay } from '../relay.ts';
 import { parseJob, type QueuedSendJob, type SendQueue } from './sendQueue.ts';
 import type { SendError, SendStatus } from './sendStatus.ts';
 
@@ -164,7 +164,9 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
         });
       }
       const request = parseSendRequest(await queue.loadBody(job), limits);
-      outcome = await relay.send({ name: rule.name, senders: rule.senders }, request, {
+      // Checked again at sending time: the caller's senders may have changed since the message was queued.
+      const authorized = authorizeMessage({ name: rule.name, senders: rule.senders }, request);
+      outcome = await relay.send(authorized, {
         messageId: status.messageId,
         maxRateWaitMs: 0,
       });

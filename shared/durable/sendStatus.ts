@@ -175,3 +175,22 @@ export function sendNotFound(id: string): RelayError {
     remedy: 'Use the id (or statusUrl) from the 202 answer, with the same caller key that sent it.',
   });
 }
+
+/**
+ * GET /api/send/{id}: what the caller sees of one of its queued messages. An id that is not of the form
+ * the relay issues, or one queued by another caller, is simply not found.
+ */
+export async function findPublicStatus(
+  storageReady: () => Promise<void>,
+  statuses: SendStatusStore,
+  callerName: string,
+  id: string,
+): Promise<Record<string, unknown>> {
+  if (!/^[0-9a-f-]{36}$/.test(id)) throw sendNotFound(id);
+  await storageReady().catch((error: unknown) => {
+    throw storageUnavailable(error);
+  });
+  const found = await statuses.get(callerName, id);
+  if (found === undefined) throw sendNotFound(id);
+  return publicStatus(found.status);
+}

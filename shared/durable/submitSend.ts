@@ -1,19 +1,66 @@
-import { authorizeSender, type Caller } from '../callers.ts';
+import { authenticateCaller, type Caller } from '../callers.ts';
+import { createConcurrencyGate } from '../concurrencyGate.ts';
+import type { RelayConfig } from '../config.ts';
 import { ensureRelayError, type RelayError, toErrorBody } from '../errors.ts';
 import {
   fingerprintRequest,
   type IdempotencyStore,
+  readIdempotencyKey,
   type StoredResponse,
 } from '../idempotency/idempotencyStore.ts';
-import { type SendRequest, senderMailbox } from '../message.ts';
-import type { Relay } from '../relay.ts';
+import { parseSendRequest, type SendRequest } from '../message.ts';
+import { authorizeMessage, type Relay } from '../relay.ts';
 import type { SendQueue } from './sendQueue.ts';
 
 /**
- * POST /api/send after validation: send now (the default) or queue (`Prefer: respond-async`), and with an
- * Idempotency-Key, do either at most once per key. Successes and permanent failures are remembered for the
- * key; transient failures (nothing was sent, a retry may succeed) give the key back.
+ * POST /api/send: authenticate the caller, validate the message, check the caller may use the sender, then
+ * send now (the default) or queue (`Prefer: respond-async`), and with an Idempotency-Key, do either at most
+ * once per key. Successes and permanent failures are remembered for the key; transient failures (nothing
+ * was sent, a retry may succeed) give the key back.
  */
+export interface SendSubmission {
+  /** The caller's API key, as presented (x-relay-key). */
+  callerKey: string | null;
+  /** The Idempotency-Key header, as presented. */
+  idempotencyKey: string | null;
+  /** The Prefer header, as presented. */
+  prefer: string | null;
+  /** Reads and parses the body, refusing one over `maxBytes` with a 4xx. */
+  readBody: (maxBytes: number) => Promise<unknown>;
+  statusUrl: (id: string) => string;
+}
+
+export type SendSubmitter = (submission: SendSubmission) => Promise<SendResponse>;
+
+export function createSendSubmitter(
+  config: Pick<RelayConfig, 'callers' | 'limits'>,
+  deps: SubmitDependencies,
+): SendSubmitter {
+  // Reading, parsing and decoding a body is CPU work on the one JavaScript thread. Done for many requests
+  // interleaved, every request's body text, parsed JSON and base64 string would be alive at once (1.4 MB
+  // each per 1 MB attachment); done two at a time, only the decoded attachment stays.
+  const decoding = createConcurrencyGate(2);
+  // JSON and base64 make the request larger than the encoded message; allow for both.
+  const maxBodyBytes = Math.ceil(config.limits.maxMessageBytes * 1.5) + 65_536;
+  return async (submission) => {
+    const caller = authenticateCaller(submission.callerKey, config.callers);
+    const idempotencyKey = readIdempotencyKey(submission.idempotencyKey);
+    const respondAsync = prefersAsync(submission.prefer);
+    const { message, payload } = await decoding.run(async () => {
+      const body = await submission.readBody(maxBodyBytes);
+      return {
+        message: parseSendRequest(body, config.limits),
+        payload: submitPayload(body, { idempotencyKey, respondAsync }),
+      };
+    });
+    return submitSend(deps, caller, message, payload, {
+      idempotencyKey,
+      respondAsync,
+      statusUrl: submission.statusUrl,
+    });
+  };
+}
+
 export interface SubmitOptions {
   idempotencyKey: string | undefined;
   respondAsync: boolean;
@@ -64,13 +111,12 @@ export async function submitSend(
   payload: SubmitPayload,
   options: SubmitOptions,
 ): Promise<SendResponse> {
-  const sender = senderMailbox(request);
   // A sender the caller may not use never takes a key or a queue slot.
-  authorizeSender(caller, sender);
+  const authorized = authorizeMessage(caller, request);
 
   async function run(): Promise<SendResponse> {
     if (options.respondAsync) {
-      const accepted = await deps.sendQueue.accept(caller.name, sender, payload.queuedBody);
+      const accepted = await deps.sendQueue.accept(caller.name, authorized.sender, payload.queuedBody);
       const statusUrl = options.statusUrl(accepted.id);
       return {
         status: 202,
@@ -78,7 +124,7 @@ export async function submitSend(
         headers: { Location: statusUrl, 'Preference-Applied': 'respond-async' },
       };
     }
-    const result = await deps.relay.send(caller, request);
+    const result = await deps.relay.send(authorized);
     return { status: 200, body: result, headers: {} };
   }
 

@@ -89,3 +89,17 @@ export function renderFailurePage(error: RelayError, mailbox?: string): ConsentP
     ...(error.remedy === undefined ? [] : [error.remedy]),
   ]);
 }
+
+/** One line for the log: what happened, for whom, never the code or the query. */
+export function describeOutcome(outcome: ConsentOutcome): string {
+  switch (outcome.kind) {
+    case 'state_rejected':
+      return outcome.problem;
+    case 'identity_error':
+      return `${outcome.mailbox} ${outcome.error}${outcome.aadsts === undefined ? '' : ` AADSTS${outcome.aadsts}`}`;
+    case 'exchange_failed':
+      return `${outcome.mailbox} ${outcome.failure.code}`;
+    default:
+      return outcome.mailbox;
+  }
+}

@@ -24,6 +24,8 @@ export interface RelayStorage {
   bodies: ContainerClient;
   statuses: TableClient;
   idempotencyKeys: TableClient;
+  /** Any queue of the account, by name (the development host's queue trigger reads through it). */
+  queue(name: string): QueueClient;
   /** Creates the queues, container and tables once per process; later calls share the first. */
   ready(): Promise<void>;
 }
@@ -58,6 +60,7 @@ export function createRelayStorage(
 
   return {
     ...storage,
+    queue: (name) => queues.getQueueClient(name),
     ready() {
       created ??= createAll();
       // A storage outage at start-up must not be remembered: the next request tries again.

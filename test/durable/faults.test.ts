@@ -1,15 +1,16 @@
 import type { HttpResponseInit } from '@azure/functions';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
-import { createSendQueuedHandler } from '../../functions/sendQueued.ts';
+import { createQueueListener } from '../../devhost/queueListener.ts';
+import { bindHttp, queueHandler } from '../../functions/register.ts';
+import { send } from '../../functions/send.ts';
+import { sendQueued } from '../../functions/sendQueued.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import type { SmtpDropPoint } from '../peers/smtpPeer.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
-import { createQueueDriver } from '../support/queueDriver.ts';
 import {
   appClientSecret,
   capturingContext,
@@ -39,7 +40,7 @@ type Answer = Omit<HttpResponseInit, 'body'> & {
 
 async function post(runtime: Runtime, body: unknown, headers: Record<string, string>): Promise<Answer> {
   const { context } = capturingContext();
-  const response = await createSendHandler(async () => runtime)(jsonRequest(sendUrl, body, headers), context);
+  const response = await bindHttp(send, runtime)(jsonRequest(sendUrl, body, headers), context);
   return {
     ...response,
     body: response.jsonBody as Record<string, unknown>,
@@ -54,11 +55,12 @@ async function queueAndDrain(runtime: Runtime, subject: string) {
   const accepted = await post(runtime, { ...message, subject }, asyncHeaders);
   expect(accepted.status).toBe(202);
   const id = accepted.body.id as string;
-  const driver = createQueueDriver({
+  const driver = createQueueListener({
+    functionName: 'sendQueued',
     queue: runtime.storage.sendQueue,
     poisonQueue: runtime.storage.poisonQueue,
-    handler: createSendQueuedHandler(async () => runtime),
-    settings: { visibilityTimeoutSeconds: 0 },
+    handler: queueHandler(sendQueued, runtime),
+    settings: { visibilityTimeoutSeconds: 0, maxPollingIntervalSeconds: 0.05 },
   });
   await driver.runUntil(async () => {
     const state = (await runtime.sendQueue.statuses.get('alerts-app', id))?.status.state;

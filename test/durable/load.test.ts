@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
-import { createSendQueuedHandler } from '../../functions/sendQueued.ts';
+import { createQueueListener } from '../../devhost/queueListener.ts';
+import { bindHttp, queueHandler } from '../../functions/register.ts';
+import { send } from '../../functions/send.ts';
+import { sendQueued } from '../../functions/sendQueued.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
-import { createQueueDriver } from '../support/queueDriver.ts';
 import {
   capturingContext,
   jsonRequest,
@@ -55,7 +56,7 @@ function seeded(seed: number): () => number {
 
 it(`delivers ${MESSAGES} queued messages over 5 mailboxes exactly once, within the limits, despite 5% transient failures`, async () => {
   harness.smtp.setTransientFailureRate(0.05, seeded(4));
-  const handler = createSendHandler(async () => harness.runtime);
+  const handler = bindHttp(send, harness.runtime);
   const started = Date.now();
 
   const ids: string[] = [];
@@ -80,13 +81,19 @@ it(`delivers ${MESSAGES} queued messages over 5 mailboxes exactly once, within t
   }
   const acceptedIn = Date.now() - started;
 
-  const driver = createQueueDriver({
+  const driver = createQueueListener({
+    functionName: 'sendQueued',
     queue: harness.runtime.storage.sendQueue,
     poisonQueue: harness.runtime.storage.poisonQueue,
-    handler: createSendQueuedHandler(async () => harness.runtime),
+    handler: queueHandler(sendQueued, harness.runtime),
     // Azurite's in-memory queue scans every message on each receive, so fewer, larger receives (32, the
     // host's maximum batchSize) keep the emulator from being the bottleneck. host.json keeps 8/4.
-    settings: { visibilityTimeoutSeconds: 0, batchSize: 32, newBatchThreshold: 16 },
+    settings: {
+      visibilityTimeoutSeconds: 0,
+      maxPollingIntervalSeconds: 0.05,
+      batchSize: 32,
+      newBatchThreshold: 16,
+    },
   });
   await driver.runUntil(async () => {
     if (harness.smtp.messages.length < MESSAGES) return false;

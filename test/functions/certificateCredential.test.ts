@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
+import { bindHttp } from '../../functions/register.ts';
+import { send } from '../../functions/send.ts';
 import { createTestCertificate } from '../peers/testCertificate.ts';
 import {
   appClientId,
@@ -31,7 +32,7 @@ describe('certificate credential', () => {
       contentType: 'application/x-pem-file',
     });
     const { context, lines } = capturingContext();
-    const response = await createSendHandler(async () => harness.runtime)(
+    const response = await bindHttp(send, harness.runtime)(
       jsonRequest(
         'http://localhost:7071/api/send',
         {
@@ -59,7 +60,7 @@ describe('certificate credential', () => {
     const { createRuntime } = await import('../../shared/runtime.ts');
     const runtime = createRuntime(harness.config, harness.secrets);
     const { context } = capturingContext();
-    const response = await createSendHandler(async () => runtime)(
+    const response = await bindHttp(send, runtime)(
       jsonRequest(
         'http://localhost:7071/api/send',
         { from: 'alerts@contoso.com', to: 'ops@contoso.com', subject: 'cert', text: 'x' },

@@ -5,11 +5,14 @@ import { join } from 'node:path';
 import type { Timer } from '@azure/functions';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOAuthCallbackHandler } from '../../functions/oauthCallback.ts';
-import { createOAuthStartHandler } from '../../functions/oauthStart.ts';
-import { createSendHandler } from '../../functions/send.ts';
-import { createStatusHandler } from '../../functions/status.ts';
-import { createTokenRefreshHandler } from '../../functions/tokenRefresh.ts';
+import { type DevHost, startDevHost } from '../../devhost/devHost.ts';
+// Imported for their registrations: the development host serves the consent routes to a real browser.
+import '../../functions/oauthCallback.ts';
+import '../../functions/oauthStart.ts';
+import { bindHttp, functionApp, timerHandler } from '../../functions/register.ts';
+import { send as sendFunction } from '../../functions/send.ts';
+import { status as statusFunction } from '../../functions/status.ts';
+import { tokenRefresh } from '../../functions/tokenRefresh.ts';
 import { healthSecretName } from '../../shared/delegated/mailboxHealth.ts';
 import type { StatusReport } from '../../shared/delegated/statusReport.ts';
 import { createRuntime } from '../../shared/runtime.ts';
@@ -18,7 +21,6 @@ import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretSt
 import { tokenCacheSecretName } from '../../shared/tokens/tokenCachePlugin.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import { sharedTestCertificate } from '../peers/testCertificate.ts';
-import { type FunctionHost, startFunctionHost } from '../support/functionHost.ts';
 import {
   appClientId,
   capturingContext,
@@ -42,7 +44,8 @@ const mailboxes = [
   { address: 'alerts@contoso.com', mode: 'app' },
 ];
 
-let host: FunctionHost;
+let host: DevHost;
+const hostLog: string[] = [];
 let harness: RelayHarness;
 let browser: BrowserContext;
 let profileDirectory: string;
@@ -111,7 +114,7 @@ async function connectInBrowser(mailbox: string, signInAs: string, deny = false)
 
 async function send(from: string, apiKey = opsKey) {
   const { context } = capturingContext();
-  const response = await createSendHandler(async () => harness.runtime)(
+  const response = await bindHttp(sendFunction, harness.runtime)(
     jsonRequest(
       'http://localhost:7071/api/send',
       { from, to: 'ops@contoso.com', subject: 'Report', text: 'ok' },
@@ -142,13 +145,13 @@ async function runTimer(): Promise<string[]> {
     schedule: { adjustForDST: true },
     scheduleStatus: { last: at, next: at, lastUpdated: at },
   };
-  await createTokenRefreshHandler(async () => harness.runtime)(timer, context);
+  await timerHandler(tokenRefresh, harness.runtime)(timer, context);
   return lines;
 }
 
 async function status(): Promise<StatusReport> {
   const { context } = capturingContext('status');
-  const response = await createStatusHandler(async () => harness.runtime)(
+  const response = await bindHttp(statusFunction, harness.runtime)(
     jsonRequest('http://localhost:7071/api/status', '', {}, 'GET'),
     context,
   );
@@ -157,7 +160,14 @@ async function status(): Promise<StatusReport> {
 }
 
 beforeAll(async () => {
-  host = await startFunctionHost();
+  // The host starts first: the relay's configuration needs its origin (RELAY_PUBLIC_BASE_URL).
+  host = await startDevHost({
+    functionApp,
+    runtime: async () => harness.runtime,
+    port: 0,
+    triggers: false,
+    log: (line) => hostLog.push(line),
+  });
   harness = await startRelayHarness({
     settings: { RELAY_PUBLIC_BASE_URL: host.origin, RELAY_MAILBOXES: JSON.stringify(mailboxes) },
     callers: [
@@ -173,14 +183,6 @@ beforeAll(async () => {
   });
   for (const username of [shared, reports, unconnected, intruder])
     harness.identity.registerUser({ username });
-  host.route(
-    '/api/oauth/start',
-    createOAuthStartHandler(async () => harness.runtime),
-  );
-  host.route(
-    '/api/oauth/callback',
-    createOAuthCallbackHandler(async () => harness.runtime),
-  );
   profileDirectory = await mkdtemp(join(tmpdir(), 'relay-chromium-'));
   browser = await chromium.launchPersistentContext(profileDirectory, {
     executablePath: '/usr/bin/chromium',
@@ -231,8 +233,8 @@ describe('connecting a delegated mailbox in a browser', () => {
     const code = new URL(outcome.callbackUrl).searchParams.get('code') ?? '';
     expect(code.length).toBeGreaterThan(20);
     expect(outcome.text).not.toContain(code);
-    expect(host.logLines.join('\n')).toContain('oauth callback -> connected (shared@contoso.com)');
-    expect(host.logLines.join('\n')).not.toContain(code);
+    expect(hostLog.join('\n')).toContain('oauth callback -> connected (shared@contoso.com)');
+    expect(hostLog.join('\n')).not.toContain(code);
 
     const stored = await storedSecrets();
     const cache = stored[tokenCacheSecretName(shared)];

@@ -1,14 +1,14 @@
-import { readFileSync } from 'node:fs';
 import type { HttpResponseInit } from '@azure/functions';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
-import { createSendQueuedHandler, HOST_MAX_DEQUEUE_COUNT } from '../../functions/sendQueued.ts';
-import { createSendStatusHandler } from '../../functions/sendStatus.ts';
+import { createQueueListener, type QueueListener } from '../../devhost/queueListener.ts';
+import { bindHttp, queueHandler } from '../../functions/register.ts';
+import { send } from '../../functions/send.ts';
+import { sendQueued } from '../../functions/sendQueued.ts';
+import { sendStatus } from '../../functions/sendStatus.ts';
 import type { SendState } from '../../shared/durable/sendStatus.ts';
 import type { Runtime } from '../../shared/runtime.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
-import { createQueueDriver, type QueueDriver } from '../support/queueDriver.ts';
 import {
   capturingContext,
   jsonRequest,
@@ -37,7 +37,7 @@ type Response = Omit<HttpResponseInit, 'body'> & {
 
 async function post(runtime: Runtime, body: unknown, headers: Record<string, string>): Promise<Response> {
   const { context } = capturingContext();
-  const response = await createSendHandler(async () => runtime)(jsonRequest(sendUrl, body, headers), context);
+  const response = await bindHttp(send, runtime)(jsonRequest(sendUrl, body, headers), context);
   return {
     ...response,
     body: response.jsonBody as Record<string, unknown>,
@@ -49,16 +49,17 @@ async function getStatus(runtime: Runtime, id: string, headers = alertsKey): Pro
   const { context } = capturingContext('sendStatus');
   const request = jsonRequest(`${sendUrl}/${id}`, '', headers, 'GET');
   const withParams = Object.assign(request, { params: { id } });
-  const response = await createSendStatusHandler(async () => runtime)(withParams, context);
+  const response = await bindHttp(sendStatus, runtime)(withParams, context);
   return { ...response, body: response.jsonBody as Record<string, unknown>, headers: {} };
 }
 
-function driverFor(runtime: Runtime): QueueDriver {
-  return createQueueDriver({
+function driverFor(runtime: Runtime): QueueListener {
+  return createQueueListener({
+    functionName: 'sendQueued',
     queue: runtime.storage.sendQueue,
     poisonQueue: runtime.storage.poisonQueue,
-    handler: createSendQueuedHandler(async () => runtime),
-    settings: { visibilityTimeoutSeconds: 0 },
+    handler: queueHandler(sendQueued, runtime),
+    settings: { visibilityTimeoutSeconds: 0, maxPollingIntervalSeconds: 0.05 },
   });
 }
 
@@ -66,7 +67,7 @@ async function stateOf(runtime: Runtime, id: string, caller = 'alerts-app'): Pro
   return (await runtime.sendQueue.statuses.get(caller, id))?.status.state;
 }
 
-async function drain(runtime: Runtime, ids: string[], timeoutMs = 20_000): Promise<QueueDriver> {
+async function drain(runtime: Runtime, ids: string[], timeoutMs = 20_000): Promise<QueueListener> {
   const driver = driverFor(runtime);
   await driver.runUntil(async () => {
     const states = await Promise.all(ids.map((id) => stateOf(runtime, id)));
@@ -216,14 +217,6 @@ describe('queued sending (Prefer: respond-async)', () => {
       await down.close();
     }
   }, 60_000);
-
-  it('keeps host.json maxDequeueCount and the handler in step', () => {
-    const host = JSON.parse(readFileSync(new URL('../../host.json', import.meta.url), 'utf8')) as {
-      extensions: { queues: { maxDequeueCount: number; messageEncoding: string } };
-    };
-    expect(host.extensions.queues.maxDequeueCount).toBe(HOST_MAX_DEQUEUE_COUNT);
-    expect(host.extensions.queues.messageEncoding).toBe('base64');
-  });
 });
 
 describe('Idempotency-Key', () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
+import { bindHttp } from '../../functions/register.ts';
+import { send as sendFunction } from '../../functions/send.ts';
 import { loadConfig } from '../../shared/config.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import { describeCredentialExpiry } from '../../shared/tokens/credentialExpiry.ts';
@@ -71,7 +72,7 @@ function freshRuntime(settings: Record<string, string> = {}): Runtime {
 
 async function send(runtime: Runtime) {
   const { context, lines } = capturingContext();
-  const response = await createSendHandler(async () => runtime)(
+  const response = await bindHttp(sendFunction, runtime)(
     jsonRequest('http://localhost:7071/api/send', message, alertsKey),
     context,
   );

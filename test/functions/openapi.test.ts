@@ -1,19 +1,17 @@
 import { readdirSync } from 'node:fs';
-import { app, type HttpFunctionOptions, HttpRequest } from '@azure/functions';
+import { HttpRequest } from '@azure/functions';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { bindHttp, functionApp, httpHandler } from '../../functions/register.ts';
+import { send } from '../../functions/send.ts';
 import { buildOpenApiDocument } from '../../shared/api/openApi.ts';
 import { errorBodySchema } from '../../shared/api/responseSchemas.ts';
-import { type ApiRoute, apiRoutes } from '../../shared/api/routes.ts';
+import { type ApiRoute, httpRoutes, queueFunctions, timerFunctions } from '../../shared/api/routes.ts';
 import { loadConfig } from '../../shared/config.ts';
+import { createRuntime } from '../../shared/runtime.ts';
+import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
+import { createFileSecretStore } from '../../shared/secrets/fileSecretStore.ts';
 import { capturingContext, jsonRequest } from '../support/relayHarness.ts';
-
-interface Registration {
-  name: string;
-  route: string;
-  methods: string[];
-  authLevel: string;
-}
 
 type OpenApiDocument = {
   openapi: string;
@@ -27,52 +25,19 @@ type Operation = {
   responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
 };
 
-/**
- * Imports every file in functions/ with app.http (and its get/post/... shorthands, which bypass it) spied,
- * so a route registered by any function, including ones added later, must appear in the route table.
- */
-async function discoverHttpRoutes(): Promise<Registration[]> {
-  const registrations: Registration[] = [];
-  const record = (
-    name: string,
-    options: HttpFunctionOptions | HttpFunctionOptions['handler'],
-    method?: string,
-  ) => {
-    const resolved = typeof options === 'function' ? { handler: options } : options;
-    registrations.push({
-      name,
-      route: resolved.route ?? name,
-      // The library's defaults when a registration leaves them out.
-      methods: method !== undefined ? [method] : (resolved.methods ?? ['GET', 'POST']),
-      authLevel: resolved.authLevel ?? 'anonymous',
-    });
-  };
-  vi.spyOn(app, 'http').mockImplementation((name, options) => record(name, options));
-  for (const [shorthand, method] of [
-    ['get', 'GET'],
-    ['post', 'POST'],
-    ['put', 'PUT'],
-    ['patch', 'PATCH'],
-    ['deleteRequest', 'DELETE'],
-  ] as const) {
-    vi.spyOn(app, shorthand).mockImplementation((name, options) => record(name, options, method));
-  }
+let document: OpenApiDocument;
+
+beforeAll(async () => {
+  // Every file in functions/, as the Functions host loads them: each registers itself from the table.
   const directory = new URL('../../functions/', import.meta.url);
   for (const file of readdirSync(directory).filter((name) => name.endsWith('.ts'))) {
     await import(new URL(file, directory).href);
   }
-  return registrations;
-}
-
-let registrations: Registration[];
-let document: OpenApiDocument;
-
-beforeAll(async () => {
-  registrations = await discoverHttpRoutes();
-  vi.restoreAllMocks();
-  // Imported only now: a module imported before the spies were set would not register again.
-  const { createOpenApiHandler } = await import('../../functions/openapi.ts');
-  const response = await createOpenApiHandler()(
+  const registered = functionApp.http.get('openapi');
+  if (registered === undefined) throw new Error('functions/openapi.ts registers openapi');
+  const response = await httpHandler(registered, async () => {
+    throw new Error('the API description needs no runtime');
+  })(
     new HttpRequest({ method: 'GET', url: 'https://relay.example.net/api/openapi.json' }),
     capturingContext('openapi').context,
   );
@@ -81,13 +46,10 @@ beforeAll(async () => {
 });
 
 describe('GET /api/openapi.json', () => {
-  it('is registered anonymously', () => {
-    expect(registrations).toContainEqual({
-      name: 'openapi',
-      route: 'openapi.json',
-      methods: ['GET'],
-      authLevel: 'anonymous',
-    });
+  it('has a handler in functions/ for every function in the table, and no other', () => {
+    expect([...functionApp.http.keys()].sort()).toEqual(Object.keys(httpRoutes).sort());
+    expect([...functionApp.timers.keys()].sort()).toEqual(Object.keys(timerFunctions).sort());
+    expect([...functionApp.queues.keys()].sort()).toEqual(Object.keys(queueFunctions).sort());
   });
 
   it('is a valid OpenAPI 3.1 document', async () => {
@@ -101,31 +63,20 @@ describe('GET /api/openapi.json', () => {
     expect(document.servers).toEqual([{ url: 'https://relay.example.net' }]);
   });
 
-  it('describes every HTTP route registered in functions/, with its method and auth level', () => {
-    expect(registrations.length).toBeGreaterThanOrEqual(2);
-    for (const registration of registrations) {
-      for (const method of registration.methods) {
-        const described = apiRoutes.find(
-          (route) => route.route === registration.route && route.method === method.toUpperCase(),
-        );
-        expect(described, `${method} ${registration.route} is in shared/api/routes.ts`).toBeDefined();
-        expect(described?.authLevel, `${method} ${registration.route} auth level`).toBe(
-          registration.authLevel,
-        );
-        const path = `/api/${registration.route.replace(/\{([A-Za-z0-9_]+)[^}]*\}/g, '{$1}')}`;
-        expect(
-          document.paths[path]?.[method.toLowerCase()],
-          `${method} ${path} in the document`,
-        ).toBeDefined();
-      }
+  it('describes every route of the table at its path below the route prefix, with its method', () => {
+    for (const [name, route] of Object.entries(httpRoutes)) {
+      const path = `/api/${route.route.replace(/\{([A-Za-z0-9_]+)[^}]*\}/g, '{$1}')}`;
+      const operation = document.paths[path]?.[route.method.toLowerCase()] as
+        | { operationId?: string }
+        | undefined;
+      expect(operation?.operationId, `${route.method} ${path}`).toBe(name);
     }
-    // And nothing is described that no function registers.
-    for (const route of apiRoutes) {
-      expect(
-        registrations.some((entry) => entry.route === route.route && entry.methods.includes(route.method)),
-        `${route.method} ${route.route} is registered`,
-      ).toBe(true);
-    }
+  });
+
+  it('follows host.json when the route prefix is empty', () => {
+    const atRoot = buildOpenApiDocument({ routePrefix: '' }) as OpenApiDocument;
+    expect(Object.keys(atRoot.paths)).toContain('/send');
+    expect(Object.keys(atRoot.paths)).toContain('/send/{id}');
   });
 
   it('requires the function key and the caller key for sending', () => {
@@ -181,9 +132,10 @@ describe('GET /api/openapi.json', () => {
     const config = loadConfig({
       RELAY_CALLERS: JSON.stringify([{ name: 'a', keySha256: 'a'.repeat(64), senders: ['*'] }]),
     });
-    const { createSendHandler } = await import('../../functions/send.ts');
-    const handler = createSendHandler(async () => ({ config }) as never);
-    const response = await handler(
+    const secrets = createCachedSecretStore(createFileSecretStore('/nonexistent/secrets.json'), {
+      ttlSeconds: 0,
+    });
+    const response = await bindHttp(send, createRuntime(config, secrets))(
       jsonRequest('http://localhost/api/send', { from: 'x' }, {}),
       capturingContext().context,
     );
@@ -192,10 +144,9 @@ describe('GET /api/openapi.json', () => {
   });
 
   it('stays valid when routes with path, header and query parameters, 202 and HTML answers are added', async () => {
-    const added: ApiRoute[] = [
-      ...apiRoutes,
-      {
-        name: 'sendStatus',
+    const added: Record<string, ApiRoute> = {
+      ...httpRoutes,
+      queuedStatus: {
         route: 'send/{id:guid}',
         method: 'GET',
         authLevel: 'function',
@@ -204,8 +155,7 @@ describe('GET /api/openapi.json', () => {
         responses: { 200: { description: 'Its state', schema: 'document' } },
         errors: ['caller', 'internal'],
       },
-      {
-        name: 'oauthCallback',
+      callback: {
         route: 'oauth/callback',
         method: 'GET',
         authLevel: 'anonymous',
@@ -215,18 +165,17 @@ describe('GET /api/openapi.json', () => {
         responses: { 200: { description: 'A page', contentType: 'text/html' } },
         errors: ['identity', 'internal'],
       },
-      {
-        name: 'send',
+      replaceSend: {
         route: 'send',
         method: 'PUT',
         authLevel: 'admin',
         callerKey: false,
-        summary: 'A second method on one function',
+        summary: 'A second function on the same route, with another method',
         parameters: [{ name: 'Prefer', in: 'header', description: 'respond-async' }],
         responses: { 202: { description: 'Queued', headers: { Location: { description: 'status URL' } } } },
         errors: ['internal'],
       },
-    ];
+    };
     const extended = buildOpenApiDocument({ routes: added }) as OpenApiDocument;
     const result = await new Validator().validate(extended);
     expect(result.errors ?? []).toEqual([]);

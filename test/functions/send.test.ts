@@ -1,7 +1,9 @@
 import type { HttpResponseInit } from '@azure/functions';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
+import type { RelayHttpHandler } from '../../functions/httpEdge.ts';
+import { bindHttp } from '../../functions/register.ts';
+import { send } from '../../functions/send.ts';
 import { startSmtpPeer } from '../peers/smtpPeer.ts';
 import { createTestCertificate } from '../peers/testCertificate.ts';
 import {
@@ -14,7 +16,7 @@ import {
 
 const sendUrl = 'http://localhost:7071/api/send';
 let harness: RelayHarness;
-let handler: ReturnType<typeof createSendHandler>;
+let handler: RelayHttpHandler;
 const allLogLines: string[] = [];
 const allResponseBodies: string[] = [];
 
@@ -49,7 +51,7 @@ const simpleMessage = {
 
 beforeAll(async () => {
   harness = await startRelayHarness();
-  handler = createSendHandler(async () => harness.runtime);
+  handler = bindHttp(send, harness.runtime);
 });
 
 afterAll(async () => {
@@ -121,7 +123,7 @@ describe('POST /api/send', () => {
     // A fresh runtime has an empty token cache: every one of the 100 sends needs a token at once.
     const { createRuntime } = await import('../../shared/runtime.ts');
     const freshRuntime = createRuntime(harness.config, harness.secrets);
-    const freshHandler = createSendHandler(async () => freshRuntime);
+    const freshHandler = bindHttp(send, freshRuntime);
     const responses = await Promise.all(
       Array.from({ length: 100 }, async (_, index) => {
         const { context } = capturingContext();
@@ -210,7 +212,7 @@ describe('POST /api/send', () => {
   it('refuses a message over the size limit with 413 and sends nothing', async () => {
     const small = await startRelayHarness({ settings: { RELAY_MAX_MESSAGE_BYTES: '20000' } });
     try {
-      const smallHandler = createSendHandler(async () => small.runtime);
+      const smallHandler = bindHttp(send, small.runtime);
       const { context } = capturingContext();
       const content = Buffer.alloc(30_000, 7).toString('base64');
       const response = await smallHandler(
@@ -372,7 +374,7 @@ describe('identity and TLS failures', () => {
     const broken = await startRelayHarness({ storeClientSecret: false });
     try {
       await broken.secrets.setSecret(broken.config.identity.clientSecretName, 'stale-secret-value');
-      const brokenHandler = createSendHandler(async () => broken.runtime);
+      const brokenHandler = bindHttp(send, broken.runtime);
       const { context, lines } = capturingContext();
       const response = await brokenHandler(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
       expect(response.status).toBe(502);
@@ -390,7 +392,7 @@ describe('identity and TLS failures', () => {
   it('says where to put the secret when none is stored', async () => {
     const empty = await startRelayHarness({ storeClientSecret: false });
     try {
-      const emptyHandler = createSendHandler(async () => empty.runtime);
+      const emptyHandler = bindHttp(send, empty.runtime);
       const { context } = capturingContext();
       const response = await emptyHandler(jsonRequest(sendUrl, simpleMessage, alertsKey), context);
       expect(response.status).toBe(500);
@@ -415,7 +417,7 @@ describe('identity and TLS failures', () => {
     });
     try {
       const { context } = capturingContext();
-      const refused = await createSendHandler(async () => untrusted.runtime)(
+      const refused = await bindHttp(send, untrusted.runtime)(
         jsonRequest(sendUrl, simpleMessage, alertsKey),
         context,
       );
@@ -425,7 +427,7 @@ describe('identity and TLS failures', () => {
         remedy: expect.stringContaining('RELAY_SMTP_EXTRA_CA'),
       });
       expect(proxiedSmtp.messages).toHaveLength(0);
-      const accepted = await createSendHandler(async () => trusted.runtime)(
+      const accepted = await bindHttp(send, trusted.runtime)(
         jsonRequest(sendUrl, simpleMessage, alertsKey),
         context,
       );

@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
+import type { RelayHttpHandler } from '../../functions/httpEdge.ts';
+import { bindHttp } from '../../functions/register.ts';
+import { send } from '../../functions/send.ts';
 import { parseSendRequest } from '../../shared/message.ts';
 import {
   capturingContext,
@@ -21,11 +23,11 @@ const alertsKey = { 'x-relay-key': 'caller-key-alerts-0123456789' };
 const MAX_MESSAGE_BYTES = 200_000;
 
 let harness: RelayHarness;
-let handler: ReturnType<typeof createSendHandler>;
+let handler: RelayHttpHandler;
 
 beforeAll(async () => {
   harness = await startRelayHarness({ settings: { RELAY_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES) } });
-  handler = createSendHandler(async () => harness.runtime);
+  handler = bindHttp(send, harness.runtime);
 });
 
 afterAll(async () => {

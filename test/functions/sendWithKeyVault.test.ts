@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSendHandler } from '../../functions/send.ts';
+import { bindHttp } from '../../functions/register.ts';
+import { send as sendFunction } from '../../functions/send.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
@@ -41,7 +42,7 @@ afterAll(async () => {
 
 describe('sending with the client secret in Key Vault', () => {
   it('reads the secret once, then sends without touching the vault', async () => {
-    const handler = createSendHandler(async () => runtime);
+    const handler = bindHttp(sendFunction, runtime);
     const send = (index: number) =>
       handler(
         jsonRequest(
@@ -67,7 +68,7 @@ describe('sending with the client secret in Key Vault', () => {
     vault.failNext({ status: 429, retryAfterSeconds: 0, times: 20 });
     // A new instance's token cache is empty, so this send needs the client secret again.
     const restarted = createRuntime(harness.config, secrets);
-    const response = await createSendHandler(async () => restarted)(
+    const response = await bindHttp(sendFunction, restarted)(
       jsonRequest(
         'http://localhost:7071/api/send',
         { from: 'alerts@contoso.com', to: 'ops@contoso.com', subject: 'during throttling', text: 'x' },

@@ -6,6 +6,7 @@
 import { loadConfig } from '../../shared/config.ts';
 import { ensureRelayError, toErrorBody } from '../../shared/errors.ts';
 import { parseSendRequest } from '../../shared/message.ts';
+import { authorizeMessage } from '../../shared/relay.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { createFileSecretStore } from '../../shared/secrets/fileSecretStore.ts';
@@ -19,7 +20,9 @@ const secrets = createCachedSecretStore(createFileSecretStore(config.secrets.loc
 const runtime = createRuntime(config, secrets);
 try {
   const request = parseSendRequest(message, config.limits);
-  const result = await runtime.relay.send({ name: 'restart-test', senders: ['*'] }, request);
+  const result = await runtime.relay.send(
+    authorizeMessage({ name: 'restart-test', senders: ['*'] }, request),
+  );
   process.stdout.write(JSON.stringify({ ok: true, result }));
 } catch (error) {
   process.stdout.write(JSON.stringify({ ok: false, ...toErrorBody(ensureRelayError(error)) }));

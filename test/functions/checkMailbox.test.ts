@@ -1,7 +1,8 @@
 import { HttpRequest } from '@azure/functions';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createMailboxTestHandler } from '../../functions/mailboxTest.ts';
-import type { MailboxTestReport } from '../../shared/diagnostics/mailboxTest.ts';
+import { checkMailbox } from '../../functions/checkMailbox.ts';
+import { bindHttp } from '../../functions/register.ts';
+import type { ConnectionCheckReport } from '../../shared/diagnostics/connectionCheck.ts';
 import { startSmtpPeer } from '../peers/smtpPeer.ts';
 import { createTestCertificate } from '../peers/testCertificate.ts';
 import { capturingContext, type RelayHarness, startRelayHarness } from '../support/relayHarness.ts';
@@ -12,7 +13,7 @@ async function testMailbox(
   target: RelayHarness,
   address: string,
   body?: unknown,
-): Promise<MailboxTestReport> {
+): Promise<ConnectionCheckReport> {
   const text = body === undefined ? undefined : JSON.stringify(body);
   const request = new HttpRequest({
     method: 'POST',
@@ -23,12 +24,13 @@ async function testMailbox(
     ...(text === undefined ? {} : { body: { string: text } }),
   });
   const { context } = capturingContext('mailboxTest');
-  const response = await createMailboxTestHandler(async () => target.runtime)(request, context);
+  const response = await bindHttp(checkMailbox, target.runtime)(request, context);
   expect(response.status).toBe(200);
-  return response.jsonBody as MailboxTestReport;
+  return response.jsonBody as ConnectionCheckReport;
 }
 
-const outcomes = (report: MailboxTestReport) => report.steps.map((step) => `${step.step}:${step.outcome}`);
+const outcomes = (report: ConnectionCheckReport) =>
+  report.steps.map((step) => `${step.step}:${step.outcome}`);
 
 beforeAll(async () => {
   harness = await startRelayHarness();
@@ -150,7 +152,7 @@ describe('POST /api/mailboxes/{address}/test', () => {
       params: { address: 'nope' },
     });
     const { context } = capturingContext('mailboxTest');
-    const response = await createMailboxTestHandler(async () => harness.runtime)(request, context);
+    const response = await bindHttp(checkMailbox, harness.runtime)(request, context);
     expect(response.status).toBe(400);
   });
 
@@ -163,7 +165,7 @@ describe('POST /api/mailboxes/{address}/test', () => {
       body: { string: text },
     });
     const { context } = capturingContext('mailboxTest');
-    const response = await createMailboxTestHandler(async () => harness.runtime)(request, context);
+    const response = await bindHttp(checkMailbox, harness.runtime)(request, context);
     expect(response.status).toBe(400);
     expect(harness.smtp.connectionCount).toBe(0);
   });

@@ -4,7 +4,8 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { RelayConfig } from '../config.ts';
-import { ensureRelayError, type RelayError } from '../errors.ts';
+import { ensureRelayError, invalidRequest, type RelayError } from '../errors.ts';
+import { parseSendRequest, senderMailbox } from '../message.ts';
 import { smtpConnectionOptions } from '../smtp/connectionOptions.ts';
 import type { MailboxTokenProvider } from '../smtp/mailboxTransports.ts';
 import { mapSmtpError } from '../smtp/smtpErrors.ts';
@@ -24,13 +25,13 @@ export interface StepReport {
   error?: { code: string; message: string; remedy?: string; details?: unknown };
 }
 
-export interface MailboxTestReport {
+export interface ConnectionCheckReport {
   mailbox: string;
   ok: boolean;
   steps: StepReport[];
 }
 
-export interface MailboxTestOptions {
+export interface ConnectionCheckOptions {
   /** When set, a short test message is sent to this address; otherwise nothing is ever sent. */
   sendTo?: string;
 }
@@ -64,7 +65,15 @@ function describeChain(leaf: PeerCertificate | undefined): Record<string, unknow
   return chain;
 }
 
-export function createMailboxTester(smtp: RelayConfig['smtp'], tokens: MailboxTokenProvider) {
+export type ConnectionCheck = (
+  mailbox: string,
+  options?: ConnectionCheckOptions,
+) => Promise<ConnectionCheckReport>;
+
+export function createConnectionCheck(
+  smtp: RelayConfig['smtp'],
+  tokens: MailboxTokenProvider,
+): ConnectionCheck {
   const timeoutMs = smtp.timeoutSeconds * 1000;
   const connectionOptions = smtpConnectionOptions(smtp);
   const context = (mailbox: string) => ({ host: smtp.host, port: smtp.port, mailbox });
@@ -89,10 +98,10 @@ export function createMailboxTester(smtp: RelayConfig['smtp'], tokens: MailboxTo
     });
   }
 
-  return async function testMailbox(
+  return async function checkConnection(
     mailbox: string,
-    options: MailboxTestOptions = {},
-  ): Promise<MailboxTestReport> {
+    options: ConnectionCheckOptions = {},
+  ): Promise<ConnectionCheckReport> {
     const steps: StepReport[] = [];
     let failed = false;
     let connection: SMTPConnection | undefined;
@@ -205,4 +214,27 @@ export function createMailboxTester(smtp: RelayConfig['smtp'], tokens: MailboxTo
     connection?.quit();
     return { mailbox, ok: !failed, steps };
   };
+}
+
+/**
+ * The admin's request: the mailbox from the route and an optional `{ "sendTo": "<address>" }` body. Both
+ * go through the send schema, so they meet the same address checks as any message.
+ */
+export function parseConnectionCheckRequest(
+  mailboxParameter: string,
+  body: unknown,
+  limits: RelayConfig['limits'],
+): { mailbox: string; options: ConnectionCheckOptions } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw invalidRequest([
+      { field: '(body)', message: 'must be a JSON object such as {"sendTo": "<address>"}' },
+    ]);
+  }
+  const { sendTo } = body as { sendTo?: unknown };
+  const probe = parseSendRequest(
+    { from: mailboxParameter, to: sendTo ?? 'nobody@example.invalid', subject: 'test', text: 'test' },
+    limits,
+  );
+  const recipient = sendTo === undefined ? undefined : probe.to[0]?.address;
+  return { mailbox: senderMailbox(probe), options: recipient === undefined ? {} : { sendTo: recipient } };
 }

@@ -1,0 +1,143 @@
+import {
+  app,
+  type HttpRequest,
+  type HttpResponseInit,
+  type InvocationContext,
+  type StorageQueueHandler,
+  type Timer,
+  type TimerHandler,
+} from '@azure/functions';
+import {
+  httpRoutes,
+  type QueueFunctionName,
+  queueFunctions,
+  type RouteName,
+  type TimerName,
+  timerFunctions,
+} from '../shared/api/routes.ts';
+import { type Runtime, runtimeFromEnvironment, timerScheduleFromEnvironment } from '../shared/runtime.ts';
+import { type RelayHttpHandler, withErrors } from './httpEdge.ts';
+
+/**
+ * Registration made from the function table (shared/api/routes.ts): a file in functions/ exports its
+ * handler by name and registers it with `registerHttp('send', send)`; name, route, method, auth level,
+ * schedule and queue come from the table. Handlers receive the relay's runtime as an argument, so the
+ * same handler runs under the Functions host (the runtime built from app settings), the development host
+ * (devhost/) and the tests (a runtime wired to loopback peers). Every registration is also kept in
+ * `functionApp`, which is what the development host serves.
+ */
+export type RuntimeSource = () => Promise<Runtime>;
+
+export type RelayHttpFunction = (
+  request: HttpRequest,
+  runtime: Runtime,
+  context: InvocationContext,
+) => Promise<HttpResponseInit>;
+export type RelayTimerFunction = (
+  timer: Timer,
+  runtime: Runtime,
+  context: InvocationContext,
+) => Promise<unknown>;
+export type RelayQueueFunction = (
+  queueItem: unknown,
+  runtime: Runtime,
+  context: InvocationContext,
+) => Promise<void>;
+
+/** An HTTP function as any host invokes it: the request, where to get the runtime, the invocation. */
+export type HostedHttpFunction = (
+  request: HttpRequest,
+  runtime: RuntimeSource,
+  context: InvocationContext,
+) => Promise<HttpResponseInit>;
+
+export interface FunctionApp {
+  http: Map<RouteName, HostedHttpFunction>;
+  timers: Map<TimerName, RelayTimerFunction>;
+  queues: Map<QueueFunctionName, RelayQueueFunction>;
+}
+
+export const functionApp: FunctionApp = { http: new Map(), timers: new Map(), queues: new Map() };
+
+/** How a failure to even build the runtime (a bad setting) is answered; a JSON error body unless given. */
+export type RuntimeErrorResponse = (error: unknown, context: InvocationContext) => HttpResponseInit;
+
+export function withRuntime(
+  handler: RelayHttpFunction,
+  onRuntimeError?: RuntimeErrorResponse,
+): HostedHttpFunction {
+  return async (request, runtime, context) => {
+    let relayRuntime: Runtime;
+    try {
+      relayRuntime = await runtime();
+    } catch (error) {
+      if (onRuntimeError === undefined) throw error;
+      return onRuntimeError(error, context);
+    }
+    return handler(request, relayRuntime, context);
+  };
+}
+
+/** An HTTP function as a host calls it, RelayErrors answered as JSON. */
+export function httpHandler(hosted: HostedHttpFunction, runtime: RuntimeSource): RelayHttpHandler {
+  return withErrors((request, context) => hosted(request, runtime, context));
+}
+
+/** For tests and tools: a handler bound to a runtime, answering exactly as it does under a host. */
+export function bindHttp(handler: RelayHttpFunction, runtime: Runtime | RuntimeSource): RelayHttpHandler {
+  return httpHandler(withRuntime(handler), typeof runtime === 'function' ? runtime : async () => runtime);
+}
+
+export function timerHandler(handler: RelayTimerFunction, runtime: Runtime | RuntimeSource): TimerHandler {
+  const source = typeof runtime === 'function' ? runtime : async () => runtime;
+  return async (timer, context) => handler(timer, await source(), context);
+}
+
+export function queueHandler(
+  handler: RelayQueueFunction,
+  runtime: Runtime | RuntimeSource,
+): StorageQueueHandler {
+  const source = typeof runtime === 'function' ? runtime : async () => runtime;
+  return async (queueItem, context) => handler(queueItem, await source(), context);
+}
+
+function hostHttp(name: RouteName, hosted: HostedHttpFunction): void {
+  functionApp.http.set(name, hosted);
+  const { route, method, authLevel } = httpRoutes[name];
+  app.http(name, {
+    route,
+    methods: [method],
+    authLevel,
+    handler: httpHandler(hosted, runtimeFromEnvironment),
+  });
+}
+
+export function registerHttp(
+  name: RouteName,
+  handler: RelayHttpFunction,
+  options: { onRuntimeError?: RuntimeErrorResponse } = {},
+): void {
+  hostHttp(name, withRuntime(handler, options.onRuntimeError));
+}
+
+/** An HTTP function that needs no runtime answers even while a setting is wrong. */
+export function registerRuntimeFreeHttp(
+  name: RouteName,
+  handler: (request: HttpRequest) => Promise<HttpResponseInit>,
+): void {
+  hostHttp(name, (request) => handler(request));
+}
+
+export function registerTimer(name: TimerName, handler: RelayTimerFunction): void {
+  functionApp.timers.set(name, handler);
+  app.timer(name, {
+    schedule: timerScheduleFromEnvironment(timerFunctions[name].schedule),
+    handler: timerHandler(handler, runtimeFromEnvironment),
+  });
+}
+
+export function registerQueue(name: QueueFunctionName, handler: RelayQueueFunction): void {
+  functionApp.queues.set(name, handler);
+  const { queueName, connection } = queueFunctions[name];
+  app.storageQueue(name, { queueName, connection, handler: queueHandler(handler, runtimeFromEnvironment) });
+}
