@@ -1,8 +1,10 @@
-// npm start: runs the function app locally with Azure Functions Core Tools (`func`). Core Tools is an
-// optional dependency because its installer downloads binaries from a CDN; when it is missing, say what
-// to install instead of failing obscurely.
+// npm start: runs the function app locally. With Azure Functions Core Tools (`func`) installed it runs
+// `func start`; Core Tools is an optional dependency because its installer downloads binaries from a CDN
+// that many machines cannot reach, so without it the project's own development host (devhost/) serves
+// the same function app: every HTTP route, the timer and the queue trigger. Arguments go to either
+// (`npm start -- --port 7072`); `--skip-build` serves what dist/ already holds.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 
@@ -23,15 +25,12 @@ if (!existsSync(join(root, 'local.settings.json'))) {
 
 const func = findFunc();
 if (func === undefined) {
-  console.error(`Azure Functions Core Tools (func) is not installed, so the function app cannot start.
-Install Core Tools 4.x, then run npm start again:
-  npm install -g azure-functions-core-tools@4      (needs access to Microsoft's CDN)
-  or see https://learn.microsoft.com/azure/azure-functions/functions-run-local#install-the-azure-functions-core-tools
-The tests do not need it: npm test runs every function handler against local protocol peers.`);
-  process.exit(1);
+  console.log(
+    'Azure Functions Core Tools (func) is not installed: serving the app with the development host (devhost/).',
+  );
 }
 
-// The timer and queue triggers need storage (UseDevelopmentStorage=true): start Azurite from the
+// The timer and queue triggers need storage: with UseDevelopmentStorage=true, start Azurite from the
 // devDependency unless something already listens on its blob port.
 function listening(port) {
   return new Promise((resolve) => {
@@ -44,8 +43,14 @@ function listening(port) {
   });
 }
 
+// The storage the app will use: the environment wins over local.settings.json, as in the hosts.
+const { Values: localValues = {} } = JSON.parse(readFileSync(join(root, 'local.settings.json'), 'utf8'));
+const storageConnection =
+  process.env.RELAY_STORAGE_CONNECTION ?? localValues.RELAY_STORAGE_CONNECTION ?? 'UseDevelopmentStorage=true';
+const usesAzurite = /^UseDevelopmentStorage=true$/i.test(storageConnection.trim());
+
 let azurite;
-if (!(await listening(10000))) {
+if (usesAzurite && !(await listening(10000))) {
   const azuriteBin = join(root, 'node_modules', '.bin', 'azurite');
   if (existsSync(azuriteBin)) {
     console.log('Starting Azurite (local Azure Storage) on 127.0.0.1:10000-10002, data in .data/azurite');
@@ -67,10 +72,21 @@ if (!(await listening(10000))) {
   }
 }
 
-const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-if (build.status !== 0) process.exit(build.status ?? 1);
+const args = process.argv.slice(2).filter((arg) => arg !== '--skip-build');
+if (!process.argv.includes('--skip-build')) {
+  const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+}
 
-const host = spawn(func, ['start', ...process.argv.slice(2)], { cwd: root, stdio: 'inherit' });
+const host =
+  func === undefined
+    ? spawn(process.execPath, [join(root, 'dist', 'devhost', 'main.js'), ...args], {
+        cwd: root,
+        stdio: 'inherit',
+      })
+    : spawn(func, ['start', ...args], { cwd: root, stdio: 'inherit' });
+// Ctrl+C reaches the whole process group; SIGTERM (from a service manager or a test) is passed on.
+process.once('SIGTERM', () => host.kill('SIGTERM'));
 host.on('exit', (code) => {
   azurite?.kill();
   process.exit(code ?? 0);

@@ -46,6 +46,8 @@ export interface RelayHarness {
   identity: IdentityPeer;
   secrets: CachedSecretStore;
   config: RelayConfig;
+  /** The application settings the configuration was loaded from, e.g. for a relay in another process. */
+  settings: Record<string, string>;
   runtime: Runtime;
   secretsPath: string;
   callers: TestCaller[];
@@ -64,7 +66,7 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
   const callers = options.callers ?? defaultCallers;
   const directory = await mkdtemp(join(tmpdir(), 'relay-test-'));
   const secretsPath = join(directory, 'secrets.json');
-  const config = loadConfig({
+  const settings: Record<string, string> = {
     RELAY_TENANT_ID: identity.tenantId,
     RELAY_CLIENT_ID: appClientId,
     RELAY_AUTHORITY_HOST: identity.authorityHost,
@@ -82,7 +84,8 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
       })),
     ),
     ...options.settings,
-  });
+  };
+  const config = loadConfig(settings);
   const secrets = createCachedSecretStore(createFileSecretStore(secretsPath), {
     ttlSeconds: config.secrets.cacheSeconds,
   });
@@ -94,6 +97,7 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
     identity,
     secrets,
     config,
+    settings,
     runtime,
     secretsPath,
     callers,
