@@ -1,7 +1,7 @@
 /**
  * Where the relay keeps what must stay secret: the app's client secret or certificate, and (for delegated
  * mailboxes) MSAL's token cache. Azure Key Vault in Azure; a local file for development. Both pass the same
- * contract tests (test/secrets/secretStore.contract.ts).
+ * contract tests (test/shared/secrets/secretStoreContract.ts).
  */
 export interface SecretProperties {
   name: string;
