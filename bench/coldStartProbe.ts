@@ -12,7 +12,10 @@ async function relay(): Promise<{ importedMs: number; status: number }> {
   const files = (await readdir(entry)).filter((file) => file.endsWith('.js')).sort();
   for (const file of files) await import(new URL(file, entry).href);
   const importedMs = performance.now();
-  const { send } = await import(new URL('send.js', entry).href);
+  // What the Functions host calls: the registered send function, with the runtime built from settings.
+  const { functionApp, httpHandler } = await import(new URL('register.js', entry).href);
+  const { runtimeFromEnvironment } = await import(new URL('../shared/runtime.js', entry).href);
+  const send = httpHandler(functionApp.http.get('send'), runtimeFromEnvironment);
   const { default: functions } = await import('@azure/functions');
   const request = new functions.HttpRequest({
     method: 'POST',
