@@ -53,10 +53,21 @@ param smtpExtraCa string = ''
 @description('Further app settings merged over the template\'s, e.g. { "RELAY_MAX_RECIPIENTS": "200" }.')
 param additionalAppSettings object = {}
 
-@description('Most instances the Flex Consumption plan may scale out to.')
+// Flex Consumption accepts 40 to 1000. The per-mailbox limits (3 SMTP connections, the rate window) are
+// kept per instance today, so more instances can mean more connections per mailbox: see README "Scaling out".
+@description('Most instances the Flex Consumption plan may scale out to (40 to 1000).')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+// 2048 MB: the benchmark's 200 concurrent sends with 1 MB attachments peak near 750 MB (README "Performance").
+@description('Memory of each Flex Consumption instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -65,7 +76,7 @@ var functionAppName = '${abbrs.webSitesFunctions}relay-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var tenantId = empty(entraTenantId) ? tenant().tenantId : entraTenantId
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
   location: location
   tags: tags
@@ -149,6 +160,7 @@ module relay './app/relay.bicep' = {
     smtpExtraCa: smtpExtraCa
     additionalAppSettings: additionalAppSettings
     maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
   }
   // The host reads its storage as the identity: roles first, or the first start fails.
   dependsOn: [

@@ -1,8 +1,9 @@
 // The Function App on the Flex Consumption plan (Linux, Node 22), running as the user-assigned identity,
 // and every app setting the relay reads (shared/config.ts settingNames). Settings not listed here keep the
 // relay's own defaults; test/infra/template.test.ts keeps this list, the config loader and
-// local.settings.sample.json in step. Flex Consumption takes the runtime from functionAppConfig, so
-// FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION must not be set.
+// local.settings.sample.json in step. Flex Consumption takes the runtime, the instance size and the scale
+// limit from functionAppConfig, so FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION and
+// functionAppScaleLimit must not be set.
 param name string
 param location string
 param tags object = {}
@@ -23,8 +24,8 @@ param smtpHost string
 param smtpScope string
 param smtpExtraCa string
 param additionalAppSettings object = {}
-param maximumInstanceCount int = 40
-param instanceMemoryMB int = 2048
+param maximumInstanceCount int
+param instanceMemoryMB int
 
 var loginEndpoint = environment().authentication.loginEndpoint
 // Entra's audience for federated credentials differs per cloud.
@@ -32,7 +33,7 @@ var federatedTokenAudience = environment().name == 'AzureUSGovernment'
   ? 'api://AzureADTokenExchangeUSGov'
   : environment().name == 'AzureChinaCloud' ? 'api://AzureADTokenExchangeChina' : 'api://AzureADTokenExchange'
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
   name: storageAccountName
 }
 
@@ -40,7 +41,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
   name: planName
   location: location
   tags: tags
@@ -54,7 +55,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'relay' })
@@ -98,8 +99,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     name: 'appsettings'
     properties: union(
       {
-        // The Functions host: identity-based storage and telemetry, no keys or connection secrets.
-        AzureWebJobsStorage__accountName: storage.name
+        // The Functions host: identity-based storage and telemetry, no keys or connection secrets. Blobs
+        // (keys, timer leases), queues (the relay-send trigger) and tables, each by its endpoint, which is
+        // right in every cloud.
+        AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+        AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+        AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
         AzureWebJobsStorage__credential: 'managedidentity'
         AzureWebJobsStorage__clientId: identityClientId
         APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 
 /**
- * Just enough of Bicep's grammar to check a template on a machine without the Bicep CLI (it is not on
- * npm and this network reaches only the npm registry): comments and strings are blanked out (positions
- * kept), so brackets can be matched and declarations found without being fooled by their contents.
+ * Just enough of Bicep's grammar to read declarations out of the template for the checks the compiler
+ * cannot make (scripts/check-bicep.mjs runs the real Bicep CLI for syntax, types and lint): comments and
+ * strings are blanked out (positions kept), so brackets can be matched and declarations found without
+ * being fooled by their contents.
  */
 export interface BicepFile {
   path: string;
@@ -50,24 +51,6 @@ function blankCommentsAndStrings(text: string): string {
   return out.join('');
 }
 
-/** Problems with bracket nesting: an empty list means every (, [ and { is closed in order. */
-export function bracketProblems(file: BicepFile): string[] {
-  const pairs: Record<string, string> = { ')': '(', ']': '[', '}': '{' };
-  const stack: { char: string; line: number }[] = [];
-  const problems: string[] = [];
-  let line = 1;
-  for (const char of file.code) {
-    if (char === '\n') line += 1;
-    else if (char === '(' || char === '[' || char === '{') stack.push({ char, line });
-    else if (char in pairs) {
-      const open = stack.pop();
-      if (open?.char !== pairs[char]) problems.push(`${file.path}:${line}: unexpected ${char}`);
-    }
-  }
-  for (const open of stack) problems.push(`${file.path}:${open.line}: ${open.char} never closed`);
-  return problems;
-}
-
 /** The index just after the bracket that closes the one at `open`. */
 export function closingIndex(code: string, open: number): number {
   let depth = 0;
@@ -98,44 +81,4 @@ export function paramsOf(file: BicepFile): BicepParam[] {
 
 export function outputsOf(file: BicepFile): string[] {
   return [...file.code.matchAll(/^output (\w+) /gm)].map((match) => match[1] ?? '');
-}
-
-export interface BicepModule {
-  symbol: string;
-  source: string;
-  /** The keys given in its `params: { }` block. */
-  params: string[];
-}
-
-export function modulesOf(file: BicepFile): BicepModule[] {
-  const modules: BicepModule[] = [];
-  for (const match of file.text.matchAll(/^module (\w+) '([^']+)' = (?:if \([^)]*\) )?\{/gm)) {
-    const open = (match.index ?? 0) + match[0].length - 1;
-    const block = file.code.slice(open, closingIndex(file.code, open));
-    modules.push({ symbol: match[1] ?? '', source: match[2] ?? '', params: topLevelKeys(block, 'params') });
-  }
-  return modules;
-}
-
-/** Keys directly inside `name: { ... }` within a block (one level deep only). */
-export function topLevelKeys(block: string, name: string): string[] {
-  const start = new RegExp(`\\b${name}: \\{`).exec(block);
-  if (start === null) return [];
-  const open = start.index + start[0].length - 1;
-  const body = block.slice(open + 1, closingIndex(block, open) - 1);
-  const keys: string[] = [];
-  let depth = 0;
-  for (const line of body.split('\n')) {
-    const key = /^\s*(\w+):/.exec(line);
-    if (depth === 0 && key?.[1] !== undefined) keys.push(key[1]);
-    for (const char of line) {
-      if (char === '{' || char === '[' || char === '(') depth += 1;
-      if (char === '}' || char === ']' || char === ')') depth -= 1;
-    }
-  }
-  return keys;
-}
-
-export function resourceTypesOf(file: BicepFile): string[] {
-  return [...file.text.matchAll(/^\s*resource \w+ '([^']+)'/gm)].map((match) => match[1] ?? '');
 }
