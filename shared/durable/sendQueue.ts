@@ -63,11 +63,7 @@ export function parseJob(queueItem: unknown): QueuedSendJob {
     typeof job.attempt !== 'number' ||
     (job.body === undefined && typeof job.bodyBlob !== 'string')
   ) {
-    throw new RelayError({
-      code: 'queue_message_invalid',
-      status: 500,
-      message: 'A message on the send queue is not one the relay wrote; it was moved to the poison queue.',
-    });
+    throw new RelayError('queue_message_invalid');
   }
   return job as QueuedSendJob;
 }

@@ -168,10 +168,7 @@ export function publicStatus(status: SendStatus): Record<string, unknown> {
 }
 
 export function sendNotFound(id: string): RelayError {
-  return new RelayError({
-    code: 'send_not_found',
-    status: 404,
+  return new RelayError('send_not_found', {
     message: `No queued message ${id.slice(0, 100)} belongs to this caller.`,
-    remedy: 'Use the id (or statusUrl) from the 202 answer, with the same caller key that sent it.',
   });
 }

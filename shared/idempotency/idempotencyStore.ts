@@ -60,11 +60,8 @@ const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').diges
 export function readIdempotencyKey(value: string | null): string | undefined {
   if (value === null) return undefined;
   if (value.length === 0 || value.length > MAX_IDEMPOTENCY_KEY_LENGTH || !/^[\x20-\x7e]+$/.test(value)) {
-    throw new RelayError({
-      code: 'invalid_idempotency_key',
-      status: 400,
+    throw new RelayError('invalid_idempotency_key', {
       message: `The Idempotency-Key header must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters.`,
-      remedy: 'Use a UUID per logical message, and send the same key when you retry that message.',
     });
   }
   return value;
@@ -193,21 +190,11 @@ export function createIdempotencyStore(
 }
 
 function keyReused(): RelayError {
-  return new RelayError({
-    code: 'idempotency_key_reused',
-    status: 422,
-    message: 'This Idempotency-Key was already used with a different request body in the last 24 hours.',
-    remedy: 'Use a new key for a new message; resend the original body to get the original answer.',
-  });
+  return new RelayError('idempotency_key_reused');
 }
 
 function inProgress(remainingMs: number): RelayError {
-  return new RelayError({
-    code: 'idempotency_request_in_progress',
-    status: 409,
-    message: 'A request with this Idempotency-Key is still being processed; it was not sent again.',
-    remedy: 'Retry after the Retry-After delay to get its answer.',
+  return new RelayError('idempotency_request_in_progress', {
     retryAfterSeconds: Math.min(5, Math.max(1, Math.ceil(remainingMs / 1000))),
-    transient: true,
   });
 }

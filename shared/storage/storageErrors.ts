@@ -18,13 +18,7 @@ export function storageUnavailable(error: unknown): RelayError {
   if (error instanceof RelayError) return error;
   const status = storageStatusOf(error);
   const code = (error as { code?: unknown } | null)?.code;
-  return new RelayError({
-    code: 'storage_unavailable',
-    status: 503,
+  return new RelayError('storage_unavailable', {
     message: `The relay could not reach its storage account${status === undefined ? '' : ` (HTTP ${status})`}${typeof code === 'string' ? ` ${code}` : ''}; nothing was sent.`,
-    remedy:
-      'Retry after the Retry-After delay. If it persists, check RELAY_STORAGE_CONNECTION and that the storage account is reachable from the Function App.',
-    retryAfterSeconds: 10,
-    transient: true,
   });
 }
