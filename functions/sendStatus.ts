@@ -2,7 +2,7 @@ import { app, type HttpRequest, type HttpResponseInit } from '@azure/functions';
 import { authenticateCaller, callerKeyHeader } from '../shared/callers.ts';
 import { publicStatus, sendNotFound } from '../shared/durable/sendStatus.ts';
 import { type Runtime, runtimeFromEnvironment } from '../shared/runtime.ts';
-import { storageUnavailable } from '../shared/storage/storageErrors.ts';
+import { withStorage } from '../shared/storage/storageErrors.ts';
 import { withErrors } from './httpEdge.ts';
 
 /** GET /api/send/{id}: where a queued message is (queued, sending, sent, failed), for the caller that sent it. */
@@ -12,9 +12,7 @@ export function createSendStatusHandler(runtime: () => Promise<Runtime>) {
     const caller = authenticateCaller(request.headers.get(callerKeyHeader), config.callers);
     const id = request.params.id ?? '';
     if (!/^[0-9a-f-]{36}$/.test(id)) throw sendNotFound(id);
-    await storage.ready().catch((error: unknown) => {
-      throw storageUnavailable(error);
-    });
+    await withStorage(() => storage.ready());
     const found = await sendQueue.statuses.get(caller.name, id);
     if (found === undefined) throw sendNotFound(id);
     return { status: 200, jsonBody: publicStatus(found.status) };

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import { RelayError } from '../errors.ts';
-import { isNotFound, isPreconditionFailed, storageUnavailable } from '../storage/storageErrors.ts';
+import { withStorage } from '../storage/storageErrors.ts';
 
 /**
  * The status of each queued message, one Table storage row per message: partition = message id (Table
@@ -113,36 +113,24 @@ function fromEntity(entity: StatusEntity): SendStatus {
 export function createSendStatusStore(table: TableClient): SendStatusStore {
   return {
     async create(status) {
-      try {
-        await table.createEntity(toEntity(status));
-      } catch (error) {
-        throw storageUnavailable(error);
-      }
+      await withStorage(() => table.createEntity(toEntity(status)));
     },
     async get(callerName, id) {
-      try {
-        const entity = await table.getEntity<StatusEntity>(id, callerPartition(callerName));
-        return { status: fromEntity(entity), etag: entity.etag };
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw storageUnavailable(error);
-      }
+      const entity = await withStorage(
+        () => table.getEntity<StatusEntity>(id, callerPartition(callerName)),
+        [404],
+      );
+      return entity === undefined ? undefined : { status: fromEntity(entity), etag: entity.etag };
     },
     async replace(status, etag) {
-      try {
-        const result = await table.updateEntity(toEntity(status), 'Replace', { etag });
-        return result.etag ?? '*';
-      } catch (error) {
-        if (isPreconditionFailed(error) || isNotFound(error)) return undefined;
-        throw storageUnavailable(error);
-      }
+      const result = await withStorage(
+        () => table.updateEntity(toEntity(status), 'Replace', { etag }),
+        [412, 404],
+      );
+      return result === undefined ? undefined : (result.etag ?? '*');
     },
     async remove(callerName, id) {
-      try {
-        await table.deleteEntity(id, callerPartition(callerName));
-      } catch (error) {
-        if (!isNotFound(error)) throw storageUnavailable(error);
-      }
+      await withStorage(() => table.deleteEntity(id, callerPartition(callerName)), [404]);
     },
   };
 }
