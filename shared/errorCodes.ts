@@ -316,8 +316,8 @@ const relayErrorCodes = {
   },
 
   // Exchange Online's SMTP answers. The reply rules in shared/smtp/smtpErrors.ts choose among these; their
-  // texts come from Microsoft Learn "Authenticate an IMAP, POP or SMTP connection using OAuth", "Fix email
-  // delivery issues for error code 5.7.x" and ../shared/notes/exchange-online-facts.md.
+  // texts follow Microsoft Learn "Authenticate an IMAP, POP or SMTP connection using OAuth" and "Fix email
+  // delivery issues for error code 5.7.x".
   smtp_auth_blocked_by_security_defaults: {
     status: 502,
     area: 'smtp',
