@@ -52,9 +52,7 @@ export async function readJsonBody(
 ): Promise<unknown> {
   const contentType = request.headers.get('content-type');
   if (contentType !== null && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(contentType)) {
-    throw new RelayError({
-      code: 'unsupported_media_type',
-      status: 415,
+    throw new RelayError('unsupported_media_type', {
       message: `The body must be JSON (Content-Type: application/json), not ${contentType.slice(0, 100)}.`,
     });
   }
@@ -64,28 +62,21 @@ export async function readJsonBody(
   if (Buffer.byteLength(text) > maxBytes) throw bodyTooLarge(maxBytes);
   if (text.trim() === '') {
     if ('emptyAs' in options) return options.emptyAs;
-    throw new RelayError({
-      code: 'invalid_json',
-      status: 400,
+    throw new RelayError('invalid_json', {
       message: 'The request body is empty; send a JSON object.',
     });
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    throw new RelayError({
-      code: 'invalid_json',
-      status: 400,
+    throw new RelayError('invalid_json', {
       message: `The request body is not valid JSON: ${error instanceof Error ? error.message.slice(0, 200) : 'parse error'}.`,
     });
   }
 }
 
 function bodyTooLarge(maxBytes: number): RelayError {
-  return new RelayError({
-    code: 'request_too_large',
-    status: 413,
+  return new RelayError('request_too_large', {
     message: `The request body is larger than ${maxBytes} bytes.`,
-    remedy: 'Send smaller attachments, or share large files by link.',
   });
 }

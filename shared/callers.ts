@@ -20,18 +20,10 @@ export function hashCallerKey(apiKey: string): string {
 
 export function authenticateCaller(apiKey: string | null | undefined, rules: readonly CallerRule[]): Caller {
   if (rules.length === 0) {
-    throw new RelayError({
-      code: 'no_callers_configured',
-      status: 401,
-      message: 'No caller may send yet: the relay has no caller keys configured.',
-      remedy:
-        'Create a key with `npm run caller-key -- --name <app> --senders <address>` and add it to RELAY_CALLERS.',
-    });
+    throw new RelayError('no_callers_configured');
   }
   if (apiKey === null || apiKey === undefined || apiKey === '') {
-    throw new RelayError({
-      code: 'caller_key_missing',
-      status: 401,
+    throw new RelayError('caller_key_missing', {
       message: `The request has no ${callerKeyHeader} header.`,
       remedy: `Send the API key you were given in the ${callerKeyHeader} header.`,
     });
@@ -43,11 +35,8 @@ export function authenticateCaller(apiKey: string | null | undefined, rules: rea
     if (timingSafeEqual(presented, Buffer.from(rule.keySha256, 'hex')) && match === undefined) match = rule;
   }
   if (match === undefined) {
-    throw new RelayError({
-      code: 'caller_key_invalid',
-      status: 401,
+    throw new RelayError('caller_key_invalid', {
       message: `The ${callerKeyHeader} header does not match any configured caller.`,
-      remedy: 'Check the key; if it was rotated, ask the relay administrator for the new one.',
     });
   }
   return { name: match.name, senders: match.senders };
@@ -61,12 +50,8 @@ export function mayUseSender(caller: Caller, senderAddress: string): boolean {
 
 export function authorizeSender(caller: Caller, senderAddress: string): void {
   if (!mayUseSender(caller, senderAddress)) {
-    throw new RelayError({
-      code: 'sender_not_allowed',
-      status: 403,
+    throw new RelayError('sender_not_allowed', {
       message: `Caller "${caller.name}" may not send as ${senderAddress}.`,
-      remedy:
-        "Send from a mailbox this caller was granted, or ask the administrator to add it to the caller's senders in RELAY_CALLERS.",
       details: { caller: caller.name, sender: senderAddress },
     });
   }

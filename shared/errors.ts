@@ -1,7 +1,11 @@
+import { type ErrorCode, errorCodes } from './errorCodes.ts';
+
 /**
- * One error type for everything the relay refuses or fails at. Each carries a stable machine-readable
- * `code`, the HTTP status a caller sees, a message, and where a person can act on it, a `remedy`.
- * Lower layers (SMTP replies, AADSTS codes, Key Vault answers) are mapped into RelayErrors at their edge.
+ * One error type for everything the relay refuses or fails at. Each is built from a stable machine-readable
+ * `code` in the error table (shared/errorCodes.ts), which gives its HTTP status, whether it is transient,
+ * and its default message and remedy; the call site adds what it knows: a message with the values that
+ * matter, a more specific remedy, details. Lower layers (SMTP replies, AADSTS codes, Key Vault answers)
+ * are mapped into RelayErrors at their edge.
  */
 export interface FieldProblem {
   /** JSON path of the offending field, e.g. `to[1].address` or `attachments[0].content`. */
@@ -9,35 +13,39 @@ export interface FieldProblem {
   message: string;
 }
 
-export interface RelayErrorInit {
-  code: string;
-  status: number;
-  message: string;
-  remedy?: string;
-  details?: FieldProblem[] | Record<string, unknown>;
-  /** Seconds a caller should wait before retrying; sent as the `Retry-After` header. */
-  retryAfterSeconds?: number;
-  /** True when the same request may succeed later without anyone changing anything. */
-  transient?: boolean;
+export interface RelayErrorOptions {
+  /** What happened, with the values that matter; the code's title when absent. */
+  message?: string | undefined;
+  /** What to do; the code's remedy when absent. */
+  remedy?: string | undefined;
+  details?: FieldProblem[] | Record<string, unknown> | undefined;
+  /** For a transient code, when the call site knows the wait better than the table's default. */
+  retryAfterSeconds?: number | undefined;
 }
 
 export class RelayError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status: number;
   readonly remedy: string | undefined;
   readonly details: FieldProblem[] | Record<string, unknown> | undefined;
+  /** Seconds a caller should wait before retrying; sent as the `Retry-After` header. */
   readonly retryAfterSeconds: number | undefined;
+  /** True when the same request may succeed later without anyone changing anything. */
   readonly transient: boolean;
 
-  constructor(init: RelayErrorInit) {
-    super(init.message);
+  constructor(code: ErrorCode, options: RelayErrorOptions = {}) {
+    const entry = errorCodes[code];
+    super(options.message ?? entry.title);
     this.name = 'RelayError';
-    this.code = init.code;
-    this.status = init.status;
-    this.remedy = init.remedy;
-    this.details = init.details;
-    this.retryAfterSeconds = init.retryAfterSeconds;
-    this.transient = init.transient ?? false;
+    this.code = code;
+    this.status = entry.status;
+    this.remedy = options.remedy ?? entry.remedy;
+    this.details = options.details;
+    // Only a transient code carries a Retry-After: waiting does not fix anything else.
+    this.transient = entry.retryAfterSeconds !== undefined;
+    this.retryAfterSeconds = this.transient
+      ? (options.retryAfterSeconds ?? entry.retryAfterSeconds)
+      : undefined;
   }
 }
 
@@ -67,18 +75,12 @@ export function toErrorBody(error: RelayError): ErrorBody {
  */
 export function ensureRelayError(error: unknown): RelayError {
   if (error instanceof RelayError) return error;
-  return new RelayError({
-    code: 'internal_error',
-    status: 500,
-    message: 'The relay failed unexpectedly. The failure was logged with this request id.',
-  });
+  return new RelayError('internal_error');
 }
 
 export function invalidRequest(problems: FieldProblem[]): RelayError {
   const fields = problems.map((problem) => problem.field).join(', ');
-  return new RelayError({
-    code: 'invalid_request',
-    status: 400,
+  return new RelayError('invalid_request', {
     message: `The request has invalid fields: ${fields}`,
     details: problems,
   });

@@ -264,19 +264,14 @@ export function estimateEncodedBytes(request: SendRequest): number {
 function enforceLimits(request: SendRequest, limits: MessageLimits): void {
   const recipients = recipientCount(request);
   if (recipients > limits.maxRecipients) {
-    throw new RelayError({
-      code: 'too_many_recipients',
-      status: 413,
+    throw new RelayError('too_many_recipients', {
       message: `The message has ${recipients} recipients; at most ${limits.maxRecipients} are allowed per message.`,
-      remedy: 'Split the recipients over several messages.',
       details: { recipients, maxRecipients: limits.maxRecipients },
     });
   }
   const estimatedBytes = estimateEncodedBytes(request);
   if (estimatedBytes > limits.maxMessageBytes) {
-    throw new RelayError({
-      code: 'message_too_large',
-      status: 413,
+    throw new RelayError('message_too_large', {
       message: `The encoded message would be about ${estimatedBytes} bytes; the limit is ${limits.maxMessageBytes}.`,
       remedy: 'Send smaller attachments, or share large files by link.',
       details: { estimatedBytes, maxMessageBytes: limits.maxMessageBytes },

@@ -181,12 +181,8 @@ export function configFromEnvironment(): RelayConfig {
     return loadConfig(process.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    throw new RelayError({
-      code: 'relay_misconfigured',
-      status: 500,
+    throw new RelayError('relay_misconfigured', {
       message: error.message,
-      remedy:
-        'Fix the named application settings (see local.settings.sample.json and the README) and restart.',
     });
   }
 }

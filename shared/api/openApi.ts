@@ -97,13 +97,13 @@ function successResponse(response: ResponseDescription): JsonSchema {
 
 function errorResponse(status: number, errors: ErrorCatalogEntry[]): JsonSchema {
   const codes = errors.map((entry) => entry.code);
-  const retryable = status === 429 || status === 503;
+  const retryable = errors.some((entry) => entry.retryable);
   return {
     description: [
       status === 401
         ? 'Caller not authenticated (the Functions host answers 401 with no body when the function key is missing).'
         : `HTTP ${status}.`,
-      ...errors.map((entry) => `\`${entry.code}\`: ${entry.summary}`),
+      ...errors.map((entry) => `\`${entry.code}\`: ${entry.title}`),
     ].join('\n\n'),
     ...(retryable
       ? {

@@ -156,11 +156,8 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
     let outcome: Awaited<ReturnType<Relay['send']>>;
     try {
       if (rule === undefined) {
-        throw new RelayError({
-          code: 'caller_removed',
-          status: 403,
+        throw new RelayError('caller_removed', {
           message: `The caller "${job.callerName}" that queued this message is no longer configured.`,
-          remedy: 'Restore the caller in RELAY_CALLERS and replay the message from the poison queue.',
         });
       }
       const request = parseSendRequest(await queue.loadBody(job), limits);
@@ -205,11 +202,9 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
       }
       const reason =
         error.transient && attempt >= config.queue.maxAttempts
-          ? new RelayError({
-              code: error.code,
-              status: error.status,
+          ? new RelayError(error.code, {
               message: `Gave up after ${attempt} attempts. Last: ${error.message}`,
-              ...(error.remedy === undefined ? {} : { remedy: error.remedy }),
+              remedy: error.remedy,
             })
           : error;
       return fail(claimedJob, claimed, claimEtag, reason);

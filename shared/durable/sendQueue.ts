@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { RelayError } from '../errors.ts';
 import type { RelayStorage } from '../storage/relayStorage.ts';
-import { isNotFound, storageUnavailable } from '../storage/storageErrors.ts';
+import { withStorage } from '../storage/storageErrors.ts';
 import { createSendStatusStore, type SendStatus, type SendStatusStore } from './sendStatus.ts';
 
 /**
@@ -63,11 +63,7 @@ export function parseJob(queueItem: unknown): QueuedSendJob {
     typeof job.attempt !== 'number' ||
     (job.body === undefined && typeof job.bodyBlob !== 'string')
   ) {
-    throw new RelayError({
-      code: 'queue_message_invalid',
-      status: 500,
-      message: 'A message on the send queue is not one the relay wrote; it was moved to the poison queue.',
-    });
+    throw new RelayError('queue_message_invalid');
   }
   return job as QueuedSendJob;
 }
@@ -80,15 +76,13 @@ export function createSendQueue(storage: RelayStorage, now: () => Date = () => n
   const statuses = createSendStatusStore(storage.statuses);
 
   async function enqueue(job: QueuedSendJob, delaySeconds: number): Promise<void> {
-    try {
-      await storage.sendQueue.sendMessage(encodeJob(job), {
+    await withStorage(() =>
+      storage.sendQueue.sendMessage(encodeJob(job), {
         visibilityTimeout: Math.max(0, Math.round(delaySeconds)),
         // Queue messages otherwise expire after 7 days; a queued message must never vanish silently.
         messageTimeToLive: -1,
-      });
-    } catch (error) {
-      throw storageUnavailable(error);
-    }
+      }),
+    );
   }
 
   return {
@@ -96,25 +90,20 @@ export function createSendQueue(storage: RelayStorage, now: () => Date = () => n
     enqueue,
 
     async accept(callerName, sender, body) {
-      try {
-        await storage.ready();
-      } catch (error) {
-        throw storageUnavailable(error);
-      }
+      await withStorage(() => storage.ready());
       const id = randomUUID();
       const job: QueuedSendJob = { v: 1, id, callerName, attempt: 1, body };
       if (Buffer.byteLength(JSON.stringify(job)) > INLINE_BODY_LIMIT_BYTES) {
-        job.bodyBlob = `${id}.json`;
+        const blobName = `${id}.json`;
+        job.bodyBlob = blobName;
         delete job.body;
-        try {
-          await storage.bodies
-            .getBlockBlobClient(job.bodyBlob)
+        await withStorage(() =>
+          storage.bodies
+            .getBlockBlobClient(blobName)
             .upload(JSON.stringify(body), Buffer.byteLength(JSON.stringify(body)), {
               blobHTTPHeaders: { blobContentType: 'application/json' },
-            });
-        } catch (error) {
-          throw storageUnavailable(error);
-        }
+            }),
+        );
       }
       const at = now().toISOString();
       const status: SendStatus = {
@@ -140,30 +129,22 @@ export function createSendQueue(storage: RelayStorage, now: () => Date = () => n
     },
 
     async poison(job) {
-      try {
-        await storage.poisonQueue.sendMessage(encodeJob(job), { messageTimeToLive: -1 });
-      } catch (error) {
-        throw storageUnavailable(error);
-      }
+      await withStorage(() => storage.poisonQueue.sendMessage(encodeJob(job), { messageTimeToLive: -1 }));
     },
 
     async loadBody(job) {
-      if (job.bodyBlob === undefined) return job.body;
-      try {
-        const content = await storage.bodies.getBlockBlobClient(job.bodyBlob).downloadToBuffer();
+      const blobName = job.bodyBlob;
+      if (blobName === undefined) return job.body;
+      return withStorage(async () => {
+        const content = await storage.bodies.getBlockBlobClient(blobName).downloadToBuffer();
         return JSON.parse(content.toString('utf8')) as unknown;
-      } catch (error) {
-        throw storageUnavailable(error);
-      }
+      });
     },
 
     async removeBody(job) {
-      if (job.bodyBlob === undefined) return;
-      try {
-        await storage.bodies.getBlockBlobClient(job.bodyBlob).delete();
-      } catch (error) {
-        if (!isNotFound(error)) throw storageUnavailable(error);
-      }
+      const blobName = job.bodyBlob;
+      if (blobName === undefined) return;
+      await withStorage(() => storage.bodies.getBlockBlobClient(blobName).delete(), [404]);
     },
   };
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import { RelayError } from '../errors.ts';
-import { isNotFound, isPreconditionFailed, storageUnavailable } from '../storage/storageErrors.ts';
+import { withStorage } from '../storage/storageErrors.ts';
 
 /**
  * The status of each queued message, one Table storage row per message: partition = message id (Table
@@ -113,36 +113,24 @@ function fromEntity(entity: StatusEntity): SendStatus {
 export function createSendStatusStore(table: TableClient): SendStatusStore {
   return {
     async create(status) {
-      try {
-        await table.createEntity(toEntity(status));
-      } catch (error) {
-        throw storageUnavailable(error);
-      }
+      await withStorage(() => table.createEntity(toEntity(status)));
     },
     async get(callerName, id) {
-      try {
-        const entity = await table.getEntity<StatusEntity>(id, callerPartition(callerName));
-        return { status: fromEntity(entity), etag: entity.etag };
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw storageUnavailable(error);
-      }
+      const entity = await withStorage(
+        () => table.getEntity<StatusEntity>(id, callerPartition(callerName)),
+        [404],
+      );
+      return entity === undefined ? undefined : { status: fromEntity(entity), etag: entity.etag };
     },
     async replace(status, etag) {
-      try {
-        const result = await table.updateEntity(toEntity(status), 'Replace', { etag });
-        return result.etag ?? '*';
-      } catch (error) {
-        if (isPreconditionFailed(error) || isNotFound(error)) return undefined;
-        throw storageUnavailable(error);
-      }
+      const result = await withStorage(
+        () => table.updateEntity(toEntity(status), 'Replace', { etag }),
+        [412, 404],
+      );
+      return result === undefined ? undefined : (result.etag ?? '*');
     },
     async remove(callerName, id) {
-      try {
-        await table.deleteEntity(id, callerPartition(callerName));
-      } catch (error) {
-        if (!isNotFound(error)) throw storageUnavailable(error);
-      }
+      await withStorage(() => table.deleteEntity(id, callerPartition(callerName)), [404]);
     },
   };
 }
@@ -168,11 +156,8 @@ export function publicStatus(status: SendStatus): Record<string, unknown> {
 }
 
 export function sendNotFound(id: string): RelayError {
-  return new RelayError({
-    code: 'send_not_found',
-    status: 404,
+  return new RelayError('send_not_found', {
     message: `No queued message ${id.slice(0, 100)} belongs to this caller.`,
-    remedy: 'Use the id (or statusUrl) from the 202 answer, with the same caller key that sent it.',
   });
 }
 
@@ -187,9 +172,7 @@ export async function findPublicStatus(
   id: string,
 ): Promise<Record<string, unknown>> {
   if (!/^[0-9a-f-]{36}$/.test(id)) throw sendNotFound(id);
-  await storageReady().catch((error: unknown) => {
-    throw storageUnavailable(error);
-  });
+  await withStorage(storageReady);
   const found = await statuses.get(callerName, id);
   if (found === undefined) throw sendNotFound(id);
   return publicStatus(found.status);

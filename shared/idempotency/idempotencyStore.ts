@@ -1,12 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import { RelayError } from '../errors.ts';
-import {
-  isConflict,
-  isNotFound,
-  isPreconditionFailed,
-  storageUnavailable,
-} from '../storage/storageErrors.ts';
+import { withStorage } from '../storage/storageErrors.ts';
 
 /**
  * Idempotency keys (the `Idempotency-Key` header) in Azure Table storage, one row per caller and key (its
@@ -60,11 +55,8 @@ const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').diges
 export function readIdempotencyKey(value: string | null): string | undefined {
   if (value === null) return undefined;
   if (value.length === 0 || value.length > MAX_IDEMPOTENCY_KEY_LENGTH || !/^[\x20-\x7e]+$/.test(value)) {
-    throw new RelayError({
-      code: 'invalid_idempotency_key',
-      status: 400,
+    throw new RelayError('invalid_idempotency_key', {
       message: `The Idempotency-Key header must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters.`,
-      remedy: 'Use a UUID per logical message, and send the same key when you retry that message.',
     });
   }
   return value;
@@ -101,51 +93,35 @@ export function createIdempotencyStore(
           responseBody: JSON.stringify(response.body),
           responseHeaders: JSON.stringify(response.headers),
         };
-        try {
-          const result = await table.updateEntity(done, 'Replace', { etag: currentEtag });
-          currentEtag = result.etag ?? currentEtag;
-        } catch (error) {
-          // Someone took the key over after our lease ran out; their outcome stands.
-          if (!isPreconditionFailed(error)) throw storageUnavailable(error);
-        }
+        // On 412 someone took the key over after our lease ran out; their outcome stands.
+        const result = await withStorage(
+          () => table.updateEntity(done, 'Replace', { etag: currentEtag }),
+          [412],
+        );
+        if (result !== undefined) currentEtag = result.etag ?? currentEtag;
       },
       async release() {
-        try {
-          await table.deleteEntity(entity.partitionKey, entity.rowKey, { etag: currentEtag });
-        } catch (error) {
-          if (!isPreconditionFailed(error) && !isNotFound(error)) throw storageUnavailable(error);
-        }
+        await withStorage(
+          () => table.deleteEntity(entity.partitionKey, entity.rowKey, { etag: currentEtag }),
+          [412, 404],
+        );
       },
     };
   }
 
   async function tryInsert(entity: KeyEntity): Promise<IdempotencyClaim | undefined> {
-    try {
-      const result = await table.createEntity(entity);
-      return claimOf(entity, result.etag ?? '*');
-    } catch (error) {
-      if (isConflict(error)) return undefined;
-      throw storageUnavailable(error);
-    }
+    const result = await withStorage(() => table.createEntity(entity), [409]);
+    return result === undefined ? undefined : claimOf(entity, result.etag ?? '*');
   }
 
   async function tryTakeOver(entity: KeyEntity, etag: string): Promise<IdempotencyClaim | undefined> {
-    try {
-      const result = await table.updateEntity(entity, 'Replace', { etag });
-      return claimOf(entity, result.etag ?? '*');
-    } catch (error) {
-      if (isPreconditionFailed(error) || isNotFound(error)) return undefined;
-      throw storageUnavailable(error);
-    }
+    const result = await withStorage(() => table.updateEntity(entity, 'Replace', { etag }), [412, 404]);
+    return result === undefined ? undefined : claimOf(entity, result.etag ?? '*');
   }
 
   return {
     async begin(scope, key, requestFingerprint) {
-      try {
-        await ready();
-      } catch (error) {
-        throw storageUnavailable(error);
-      }
+      await withStorage(ready);
       const partitionKey = sha256(`${scope}\n${key}`);
       const fresh = (): KeyEntity => ({
         partitionKey,
@@ -159,13 +135,8 @@ export function createIdempotencyStore(
       for (let round = 0; round < 3; round += 1) {
         const inserted = await tryInsert(fresh());
         if (inserted !== undefined) return inserted;
-        let existing: KeyEntity & { etag: string };
-        try {
-          existing = await table.getEntity<KeyEntity>(partitionKey, 'key');
-        } catch (error) {
-          if (isNotFound(error)) continue;
-          throw storageUnavailable(error);
-        }
+        const existing = await withStorage(() => table.getEntity<KeyEntity>(partitionKey, 'key'), [404]);
+        if (existing === undefined) continue;
         if (Number(existing.createdAt) + IDEMPOTENCY_WINDOW_MS <= now()) {
           // Older than the window: the key is free again.
           const claim = await tryTakeOver(fresh(), existing.etag);
@@ -193,21 +164,11 @@ export function createIdempotencyStore(
 }
 
 function keyReused(): RelayError {
-  return new RelayError({
-    code: 'idempotency_key_reused',
-    status: 422,
-    message: 'This Idempotency-Key was already used with a different request body in the last 24 hours.',
-    remedy: 'Use a new key for a new message; resend the original body to get the original answer.',
-  });
+  return new RelayError('idempotency_key_reused');
 }
 
 function inProgress(remainingMs: number): RelayError {
-  return new RelayError({
-    code: 'idempotency_request_in_progress',
-    status: 409,
-    message: 'A request with this Idempotency-Key is still being processed; it was not sent again.',
-    remedy: 'Retry after the Retry-After delay to get its answer.',
+  return new RelayError('idempotency_request_in_progress', {
     retryAfterSeconds: Math.min(5, Math.max(1, Math.ceil(remainingMs / 1000))),
-    transient: true,
   });
 }

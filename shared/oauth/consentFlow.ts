@@ -83,9 +83,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       ]);
     }
     if (directory.modeOf(mailbox) !== 'delegated') {
-      throw new RelayError({
-        code: 'mailbox_not_delegated',
-        status: 400,
+      throw new RelayError('mailbox_not_delegated', {
         message: `${mailbox} is not a delegated mailbox, so a sign-in for it would never be used or kept fresh.`,
         remedy: `Add {"address":"${mailbox}","mode":"delegated"} to RELAY_MAILBOXES, restart, then open this URL again.`,
       });

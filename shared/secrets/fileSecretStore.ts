@@ -41,11 +41,8 @@ export function createFileSecretStore(path: string): SecretStore {
     try {
       return JSON.parse(text) as StoreFile;
     } catch {
-      throw new RelayError({
-        code: 'secret_store_corrupt',
-        status: 500,
+      throw new RelayError('secret_store_corrupt', {
         message: `The local secret file ${path} is not valid JSON.`,
-        remedy: 'Fix or remove the file (RELAY_LOCAL_SECRETS_PATH) and store the secrets again.',
       });
     }
   }
@@ -114,9 +111,7 @@ export function createFileSecretStore(path: string): SecretStore {
 
 function assertValidName(name: string): void {
   if (!secretNamePattern.test(name)) {
-    throw new RelayError({
-      code: 'secret_name_invalid',
-      status: 500,
+    throw new RelayError('secret_name_invalid', {
       message: `"${name}" is not a valid secret name (letters, digits and -, at most 127).`,
     });
   }

@@ -106,39 +106,23 @@ export function mapKeyVaultError(error: unknown, vault: string, operation: strin
   if (error instanceof RelayError) return error;
   const status = statusOf(error);
   if (status === 429) {
-    return new RelayError({
-      code: 'secret_store_throttled',
-      status: 503,
+    return new RelayError('secret_store_throttled', {
       message: `Key Vault ${vault} is throttling requests (429) and kept doing so after retries (${operation}).`,
-      remedy:
-        'Retry later. If this persists, something else is calling the vault too often (Key Vault allows 4,000 reads per 10 s).',
-      retryAfterSeconds: retryAfterOf(error) ?? 10,
-      transient: true,
+      retryAfterSeconds: retryAfterOf(error),
     });
   }
   if (status === 401 || status === 403) {
-    return new RelayError({
-      code: 'secret_store_access_denied',
-      status: 500,
+    return new RelayError('secret_store_access_denied', {
       message: `Key Vault ${vault} refused to ${operation} (${status}).`,
-      remedy:
-        "Give the Function App's managed identity the 'Key Vault Secrets Officer' role on the vault (RBAC), or check RELAY_KEY_VAULT_URL.",
     });
   }
   if (status !== undefined && status < 500) {
-    return new RelayError({
-      code: 'secret_store_rejected',
-      status: 500,
+    return new RelayError('secret_store_rejected', {
       message: `Key Vault ${vault} rejected the request to ${operation} (${status}).`,
-      remedy: 'Check the secret names and sizes (values at most 25 KB).',
     });
   }
-  return new RelayError({
-    code: 'secret_store_unavailable',
-    status: 503,
+  return new RelayError('secret_store_unavailable', {
     message: `Key Vault ${vault} could not be reached to ${operation}${status === undefined ? '' : ` (${status})`}.`,
-    remedy: 'Retry later; check the vault URL, its firewall and the network path from the Function App.',
-    retryAfterSeconds: retryAfterOf(error) ?? 30,
-    transient: true,
+    retryAfterSeconds: retryAfterOf(error),
   });
 }

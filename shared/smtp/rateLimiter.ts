@@ -64,13 +64,10 @@ export function createRateLimiter(messagesPerMinute: number, now: () => number =
 
 function rateLimited(mailbox: string, waitMs: number, messagesPerMinute: number): RelayError {
   const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-  return new RelayError({
-    code: 'mailbox_rate_limited',
-    status: 429,
+  return new RelayError('mailbox_rate_limited', {
     message: `${mailbox} has sent ${messagesPerMinute} messages in the last minute, the most the relay allows (Exchange Online throttles beyond 30 per minute).`,
     remedy: `Retry after ${seconds} seconds, send with "Prefer: respond-async" to let the relay queue it, or spread mail over several sender mailboxes.`,
     details: { mailbox, messagesPerMinute },
     retryAfterSeconds: seconds,
-    transient: true,
   });
 }

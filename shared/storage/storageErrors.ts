@@ -1,30 +1,44 @@
 import { RelayError } from '../errors.ts';
 
+/** Answers that settle a race or report a missing row: 404 Not Found, 409 Conflict, 412 Precondition Failed. */
+export type ExpectedStorageStatus = 404 | 409 | 412;
+
 /**
- * Azure Storage answers (RestError from the SDKs) that the relay expects: a precondition or conflict is a
- * lost race another request won; anything else means the relay cannot persist, which is transient for the
- * caller (the storage account or the network is down) and never a reason to send without a record.
+ * Runs one Azure Storage call (queues, tables, blobs). An answer whose status is listed in `expected` is part
+ * of the protocol (a row that is not there, an insert or a conditional update another request won) and
+ * resolves to undefined. Anything else means the relay cannot persist, which is transient for the caller
+ * (the storage account or the network is down) and never a reason to send without a record: it becomes
+ * `storage_unavailable` (503, Retry-After).
  */
-export function storageStatusOf(error: unknown): number | undefined {
-  const status = (error as { statusCode?: unknown } | null)?.statusCode;
-  return typeof status === 'number' ? status : undefined;
+export function withStorage<T>(operation: () => Promise<T>): Promise<T>;
+export function withStorage<T>(
+  operation: () => Promise<T>,
+  expected: readonly ExpectedStorageStatus[],
+): Promise<T | undefined>;
+export async function withStorage<T>(
+  operation: () => Promise<T>,
+  expected: readonly ExpectedStorageStatus[] = [],
+): Promise<T | undefined> {
+  try {
+    return await operation();
+  } catch (error) {
+    const status = storageStatusOf(error);
+    if (status !== undefined && (expected as readonly number[]).includes(status)) return undefined;
+    throw storageUnavailable(error);
+  }
 }
 
-export const isConflict = (error: unknown): boolean => storageStatusOf(error) === 409;
-export const isPreconditionFailed = (error: unknown): boolean => storageStatusOf(error) === 412;
-export const isNotFound = (error: unknown): boolean => storageStatusOf(error) === 404;
-
-export function storageUnavailable(error: unknown): RelayError {
+function storageUnavailable(error: unknown): RelayError {
   if (error instanceof RelayError) return error;
   const status = storageStatusOf(error);
   const code = (error as { code?: unknown } | null)?.code;
-  return new RelayError({
-    code: 'storage_unavailable',
-    status: 503,
+  return new RelayError('storage_unavailable', {
     message: `The relay could not reach its storage account${status === undefined ? '' : ` (HTTP ${status})`}${typeof code === 'string' ? ` ${code}` : ''}; nothing was sent.`,
-    remedy:
-      'Retry after the Retry-After delay. If it persists, check RELAY_STORAGE_CONNECTION and that the storage account is reachable from the Function App.',
-    retryAfterSeconds: 10,
-    transient: true,
   });
+}
+
+/** The HTTP status of a RestError from the Azure Storage SDKs. */
+function storageStatusOf(error: unknown): number | undefined {
+  const status = (error as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
 }

@@ -28,9 +28,7 @@ export function createAppOnlyTokenSource(
       skipCache: forceRefresh,
     });
     if (result === null || result.accessToken === '' || result.expiresOn === null) {
-      throw new RelayError({
-        code: 'token_request_failed',
-        status: 502,
+      throw new RelayError('token_request_failed', {
         message: 'The identity provider returned no access token.',
       });
     }

@@ -61,9 +61,7 @@ export function parseCertificateCredential(
   const keyBlock =
     /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----[\s\S]+?-----END (?:RSA |EC )?PRIVATE KEY-----/.exec(pem)?.[0];
   if (certificateBlock === undefined || keyBlock === undefined) {
-    throw new RelayError({
-      code: 'client_certificate_unreadable',
-      status: 500,
+    throw new RelayError('client_certificate_unreadable', {
       message: `The secret ${secretName} must hold a PEM private key (unencrypted) and its certificate.`,
       remedy:
         'Import the certificate into Key Vault as PEM (content type application/x-pem-file), or store "key.pem + cert.pem" concatenated.',
@@ -75,9 +73,7 @@ export function parseCertificateCredential(
     certificate = new X509Certificate(certificateBlock);
     privateKey = createPrivateKey(keyBlock).export({ format: 'pem', type: 'pkcs8' }).toString();
   } catch {
-    throw new RelayError({
-      code: 'client_certificate_unreadable',
-      status: 500,
+    throw new RelayError('client_certificate_unreadable', {
       message: `The certificate or private key in ${secretName} could not be read.`,
       remedy: 'Store an unencrypted PEM private key with its certificate; encrypted keys are not supported.',
     });
@@ -91,9 +87,7 @@ export function parseCertificateCredential(
 }
 
 function credentialMissing(name: string, store: string, what: string): RelayError {
-  return new RelayError({
-    code: 'client_credential_missing',
-    status: 500,
+  return new RelayError('client_credential_missing', {
     message: `The app's ${what} is not in the ${store === 'key-vault' ? 'Key Vault' : 'local secret file'} under the name ${name}.`,
     remedy:
       store === 'key-vault'

@@ -64,9 +64,7 @@ export function createDelegatedTokenSource(options: {
       if (account === undefined) throw mailboxNotConnected(mailbox, directory.consentStartUrl(mailbox));
       const result = await client.acquireTokenSilent({ account, scopes: [scope], forceRefresh });
       if (result === null || result.accessToken === '' || result.expiresOn === null) {
-        throw new RelayError({
-          code: 'token_request_failed',
-          status: 502,
+        throw new RelayError('token_request_failed', {
           message: `The identity provider returned no access token for ${mailbox}.`,
         });
       }
@@ -82,9 +80,7 @@ export function createDelegatedTokenSource(options: {
 }
 
 export function mailboxNotConnected(mailbox: string, consentUrl: string): RelayError {
-  return new RelayError({
-    code: 'mailbox_not_connected',
-    status: 409,
+  return new RelayError('mailbox_not_connected', {
     message: `The delegated mailbox ${mailbox} has not been connected: the relay holds no sign-in for it.`,
     remedy: `Open ${consentUrl} (with the function key) and sign in as ${mailbox}.`,
     details: { mailbox, consentUrl },
@@ -97,9 +93,7 @@ export function requiresSignIn(error: RelayError): boolean {
 }
 
 function withConsentRemedy(error: RelayError, mailbox: string, consentUrl: string): RelayError {
-  return new RelayError({
-    code: error.code,
-    status: error.status,
+  return new RelayError(error.code, {
     message: `${error.message} The mailbox ${mailbox} must be connected again.`,
     remedy: `Open ${consentUrl} (with the function key) and sign in as ${mailbox}.`,
     details: { ...(error.details as Record<string, unknown> | undefined), mailbox, consentUrl },

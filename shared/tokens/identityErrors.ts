@@ -1,4 +1,5 @@
 import type { CredentialType } from '../config.ts';
+import { type ErrorCode, errorCodes } from '../errorCodes.ts';
 import { RelayError } from '../errors.ts';
 
 /**
@@ -9,9 +10,8 @@ import { RelayError } from '../errors.ts';
  */
 interface AadstsRule {
   codes: number[];
-  code: string;
-  meaning: string;
-  remedy: string;
+  /** A code of the error table (shared/errorCodes.ts): its title says what was refused, its remedy what to do. */
+  code: ErrorCode;
   /** Needs the mailbox owner (or an admin) to sign in again through /api/oauth/start. */
   needsConsent?: boolean;
   /** The rule applies only when the app signs in with this credential type (same AADSTS, other cause). */
@@ -19,99 +19,25 @@ interface AadstsRule {
 }
 
 export const aadstsRules: AadstsRule[] = [
+  // 70021/700211-700213: no federated credential matches the assertion's issuer, subject or audience;
+  // 50013/700027/700024: its signature or lifetime was refused.
   {
-    // 70021/700211-700213: no federated credential matches the assertion's issuer, subject or audience;
-    // 50013/700027/700024: its signature or lifetime was refused.
     codes: [70021, 700211, 700212, 700213, 50013, 700027, 700024],
     code: 'federated_credential_invalid',
-    meaning: "Entra ID did not accept the managed identity's token as a federated credential of the app",
-    remedy:
-      "Add a federated credential to the app registration (Certificates & secrets > Federated credentials > Managed identity, or az ad app federated-credential create) with issuer https://login.microsoftonline.com/<tenant>/v2.0, subject = the managed identity's object (principal) id and audience api://AzureADTokenExchange; the deployment outputs list all three.",
     credentialType: 'federated',
   },
-  {
-    codes: [7000215],
-    code: 'client_secret_invalid',
-    meaning: 'Entra ID rejected the client secret',
-    remedy:
-      'Store the current client secret value (not its id) of the app registration in the secret store under RELAY_CLIENT_SECRET_NAME.',
-  },
-  {
-    codes: [7000222],
-    code: 'client_secret_expired',
-    meaning: 'the client secret has expired',
-    remedy:
-      'Create a new client secret under the app registration > Certificates & secrets and store it under RELAY_CLIENT_SECRET_NAME, or switch to a certificate or a federated credential.',
-  },
-  {
-    codes: [700027, 700024, 1000502],
-    code: 'client_certificate_invalid',
-    meaning: 'Entra ID did not accept the certificate assertion',
-    remedy:
-      'Upload the public certificate to the app registration > Certificates & secrets, and store the matching PEM private key and certificate under RELAY_CLIENT_CERTIFICATE_NAME.',
-  },
-  {
-    codes: [700016],
-    code: 'app_not_found',
-    meaning: 'no application with this client id exists in the tenant',
-    remedy: 'Check RELAY_CLIENT_ID and RELAY_TENANT_ID against the app registration overview page.',
-  },
-  {
-    codes: [90002, 900023, 90072],
-    code: 'tenant_not_found',
-    meaning: 'the tenant was not found',
-    remedy: 'Check RELAY_TENANT_ID (the Directory (tenant) ID) and RELAY_AUTHORITY_HOST for national clouds.',
-  },
-  {
-    codes: [7000112],
-    code: 'app_disabled',
-    meaning: 'the application is disabled in the tenant',
-    remedy: 'Enable the Enterprise Application (Properties > Enabled for users to sign in).',
-  },
-  {
-    codes: [70011, 1002012, 500011],
-    code: 'scope_invalid',
-    meaning: 'the requested scope or resource is not valid for this tenant',
-    remedy:
-      'Use RELAY_SMTP_SCOPE https://outlook.office365.com/.default for app-only sending (national clouds use their own Exchange resource).',
-  },
-  {
-    codes: [65001],
-    code: 'consent_missing',
-    meaning: 'the permission was never consented',
-    remedy:
-      'Grant admin consent for the SMTP permission (SMTP.SendAsApp for app-only, SMTP.Send for delegated) under API permissions.',
-    needsConsent: true,
-  },
-  {
-    codes: [700082, 70008],
-    code: 'refresh_token_expired',
-    meaning: 'the refresh token expired after 90 days without use',
-    remedy: 'Connect the mailbox again: open /api/oauth/start?mailbox=<address> and sign in as the mailbox.',
-    needsConsent: true,
-  },
-  {
-    codes: [50173, 70000],
-    code: 'refresh_token_revoked',
-    meaning: "the grant was revoked (password reset or the user's sessions were revoked)",
-    remedy: 'Connect the mailbox again: open /api/oauth/start?mailbox=<address> and sign in as the mailbox.',
-    needsConsent: true,
-  },
-  {
-    codes: [50076, 50079, 50074],
-    code: 'mfa_required',
-    meaning: 'multi-factor authentication is now required',
-    remedy: 'Connect the mailbox again and complete MFA, or exclude the relay app from the MFA policy.',
-    needsConsent: true,
-  },
-  {
-    codes: [70043, 53003, 530035],
-    code: 'conditional_access_blocked',
-    meaning: 'a Conditional Access policy or security defaults blocked the token',
-    remedy:
-      'Adjust the Conditional Access policy (sign-in frequency, location) for the relay app, then connect the mailbox again.',
-    needsConsent: true,
-  },
+  { codes: [7000215], code: 'client_secret_invalid' },
+  { codes: [7000222], code: 'client_secret_expired' },
+  { codes: [700027, 700024, 1000502], code: 'client_certificate_invalid' },
+  { codes: [700016], code: 'app_not_found' },
+  { codes: [90002, 900023, 90072], code: 'tenant_not_found' },
+  { codes: [7000112], code: 'app_disabled' },
+  { codes: [70011, 1002012, 500011], code: 'scope_invalid' },
+  { codes: [65001], code: 'consent_missing', needsConsent: true },
+  { codes: [700082, 70008], code: 'refresh_token_expired', needsConsent: true },
+  { codes: [50173, 70000], code: 'refresh_token_revoked', needsConsent: true },
+  { codes: [50076, 50079, 50074], code: 'mfa_required', needsConsent: true },
+  { codes: [70043, 53003, 530035], code: 'conditional_access_blocked', needsConsent: true },
 ];
 
 interface MsalLikeError {
@@ -160,13 +86,9 @@ export function mapIdentityError(
             (entry.credentialType === undefined || entry.credentialType === context.credentialType),
         );
   if (rule !== undefined) {
-    return new RelayError({
-      code: rule.code,
-      status: 502,
-      message: `Token request refused: ${rule.meaning} (AADSTS${aadsts}).`,
-      remedy: rule.remedy,
-      details,
-    });
+    // The title says what was refused; the message adds the AADSTS code Entra ID answered with.
+    const title = errorCodes[rule.code].title.replace(/\.$/, '');
+    return new RelayError(rule.code, { message: `${title} (AADSTS${aadsts}).`, details });
   }
   const status = typeof candidate?.status === 'number' ? candidate.status : undefined;
   const unreachable = [
@@ -183,13 +105,8 @@ export function mapIdentityError(
     transientAadsts ||
     (status !== undefined && (status >= 500 || status === 429))
   ) {
-    return new RelayError({
-      code: 'identity_unavailable',
-      status: 503,
+    return new RelayError('identity_unavailable', {
       message: `The identity provider at ${context.authorityHost} could not issue a token right now.`,
-      remedy: 'Retry later; check outbound HTTPS to the authority host from the Function App.',
-      retryAfterSeconds: 30,
-      transient: true,
       details,
     });
   }
@@ -198,18 +115,12 @@ export function mapIdentityError(
     errorCode === 'interaction_required' ||
     errorCode === 'no_tokens_found'
   ) {
-    return new RelayError({
-      code: 'consent_required',
-      status: 502,
+    return new RelayError('consent_required', {
       message: `The stored sign-in can no longer be used${aadsts === undefined ? '' : ` (AADSTS${aadsts})`}.`,
-      remedy:
-        'Connect the mailbox again: open /api/oauth/start?mailbox=<address> and sign in as the mailbox.',
       details,
     });
   }
-  return new RelayError({
-    code: 'token_request_failed',
-    status: 502,
+  return new RelayError('token_request_failed', {
     message: `Token request failed${aadsts === undefined ? '' : ` (AADSTS${aadsts})`}${errorCode === '' ? '' : ` [${errorCode}]`}.`,
     remedy:
       'Check RELAY_TENANT_ID, RELAY_CLIENT_ID and the credential in the secret store; the AADSTS code explains the cause.',

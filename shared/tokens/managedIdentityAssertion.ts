@@ -41,12 +41,8 @@ export async function managedIdentityCredential(clientId: string | undefined): P
 function managedIdentityFailed(error: unknown, clientId: string | undefined): RelayError {
   // The library's message can quote the endpoint's answer; only the error's class name is passed on.
   const name = error instanceof Error ? error.name : typeof error;
-  return new RelayError({
-    code: 'managed_identity_failed',
-    status: 502,
+  return new RelayError('managed_identity_failed', {
     message: `The Function App's managed identity${clientId === undefined ? '' : ` (client id ${clientId})`} could not issue the federated client assertion (${name}).`,
-    remedy:
-      'Check that the user-assigned identity is attached to the Function App and RELAY_MANAGED_IDENTITY_CLIENT_ID is its client id (empty for the system-assigned identity). Outside Azure there is no managed identity: use RELAY_CREDENTIAL_TYPE secret or certificate.',
     details: { identityError: name },
   });
 }

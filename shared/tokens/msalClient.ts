@@ -42,12 +42,8 @@ export function requireAppIdentity(identity: RelayConfig['identity']): {
     ...(identity.clientId === undefined ? ['RELAY_CLIENT_ID'] : []),
   ];
   if (identity.tenantId === undefined || identity.clientId === undefined) {
-    throw new RelayError({
-      code: 'relay_not_configured',
-      status: 500,
+    throw new RelayError('relay_not_configured', {
       message: `The relay cannot get tokens: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not set.`,
-      remedy:
-        'Set them to the Directory (tenant) ID and Application (client) ID of the Entra app registration.',
     });
   }
   return { tenantId: identity.tenantId, clientId: identity.clientId };

@@ -105,9 +105,7 @@ function fitForStore(cache: SerializedCache, mailbox: string): string {
   // The access token is only a shortcut for the next send; the refresh token is what must survive.
   const withoutAccessTokens = JSON.stringify({ ...cache, AccessToken: {} });
   if (Buffer.byteLength(withoutAccessTokens) <= maxCacheBytes) return withoutAccessTokens;
-  throw new RelayError({
-    code: 'token_cache_too_large',
-    status: 500,
+  throw new RelayError('token_cache_too_large', {
     message: `The token cache of ${mailbox} is larger than Key Vault's 25 KB limit even without access tokens.`,
     remedy: `Delete the secret ${tokenCacheSecretName(mailbox)} and connect the mailbox again.`,
   });
