@@ -46,7 +46,9 @@ function listening(port) {
 // The storage the app will use: the environment wins over local.settings.json, as in the hosts.
 const { Values: localValues = {} } = JSON.parse(readFileSync(join(root, 'local.settings.json'), 'utf8'));
 const storageConnection =
-  process.env.RELAY_STORAGE_CONNECTION ?? localValues.RELAY_STORAGE_CONNECTION ?? 'UseDevelopmentStorage=true';
+  process.env.RELAY_STORAGE_CONNECTION ??
+  localValues.RELAY_STORAGE_CONNECTION ??
+  'UseDevelopmentStorage=true';
 const usesAzurite = /^UseDevelopmentStorage=true$/i.test(storageConnection.trim());
 
 let azurite;

@@ -121,7 +121,12 @@ describe('npm start without Core Tools', () => {
     const response = await fetch(`${origin}/api/send`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', prefer: 'respond-async', ...alertsKey },
-      body: JSON.stringify({ from: 'alerts@contoso.com', to: 'ops@contoso.com', subject: 'Queued', text: 'q' }),
+      body: JSON.stringify({
+        from: 'alerts@contoso.com',
+        to: 'ops@contoso.com',
+        subject: 'Queued',
+        text: 'q',
+      }),
     });
     expect(response.status).toBe(202);
     const { statusUrl } = (await response.json()) as { statusUrl: string };
