@@ -1,8 +1,11 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer/lib/smtp-pool';
 import type { RelayConfig } from '../config.ts';
-import type { ReusableToken, TokenRequestOptions } from '../tokens/accessToken.ts';
+import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
 import { smtpConnectionOptions } from './connectionOptions.ts';
+
+// Kept for shared/diagnostics/, which is being renamed on another branch: it imports the type from here.
+export type { MailboxTokenProvider };
 
 /**
  * One pooled nodemailer transport per sender mailbox, created on first use and reused across sends.
@@ -10,8 +13,6 @@ import { smtpConnectionOptions } from './connectionOptions.ts';
  * pool never opens more than the configured maximum; further sends queue inside nodemailer's pool.
  * Each new connection asks the relay's token cache for a token through nodemailer's provisionCallback.
  */
-export type MailboxTokenProvider = (mailbox: string, options: TokenRequestOptions) => Promise<ReusableToken>;
-
 export type MailboxTransport = Transporter<SMTPPoolSentMessageInfo, SMTPPoolOptions>;
 
 export interface MailboxTransports {
