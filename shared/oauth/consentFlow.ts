@@ -1,9 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { invalidRequest, RelayError } from '../errors.ts';
 import { consentCallbackUrl, type MailboxDirectory } from '../mailboxes.ts';
+import { sha256 } from '../sha256.ts';
 import type { DelegatedClients } from '../tokens/delegatedTokenSource.ts';
 import { aadstsCodeOf, mapIdentityError } from '../tokens/identityErrors.ts';
-import { type PendingConsents, pendingConsentLifetimeSeconds, sha256Hex } from './pendingConsents.ts';
+import { type PendingConsents, pendingConsentLifetimeSeconds } from './pendingConsents.ts';
 
 /**
  * Connecting a delegated mailbox: the authorization code flow with PKCE, as a confidential client.
@@ -70,7 +71,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
   const now = options.now ?? Date.now;
   const redirectUri = consentCallbackUrl(options.publicBaseUrl);
   const secureCookie = options.publicBaseUrl.startsWith('https:');
-  const cookieName = (state: string) => `relay-consent-${sha256Hex(state).slice(0, 16)}`;
+  const cookieName = (state: string) => `relay-consent-${sha256(state).slice(0, 16)}`;
 
   function validMailbox(value: string | null): string {
     const mailbox = value?.trim().toLowerCase() ?? '';
@@ -105,7 +106,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         mailbox,
         codeVerifier,
         nonce,
-        browserBindingSha256: sha256Hex(browserBinding),
+        browserBindingSha256: sha256(browserBinding),
         expiresAt: now() + pendingConsentLifetimeSeconds * 1000,
       });
       const client = await clients.clientFor(mailbox);
@@ -114,7 +115,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
           scopes: [scope, ...consentScopes],
           redirectUri,
           responseMode: 'query',
-          codeChallenge: createHash('sha256').update(codeVerifier).digest('base64url'),
+          codeChallenge: sha256(codeVerifier, 'base64url'),
           codeChallengeMethod: 'S256',
           state,
           nonce,
