@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { isDomainWildcard, isMailboxAddress } from './mailAddress.ts';
 
 /**
  * Every setting the relay reads, parsed and validated once at start-up. Nothing else reads process.env.
@@ -182,17 +183,16 @@ const callerRule = z.strictObject({
         .string()
         .trim()
         .toLowerCase()
-        .regex(/^(\*|\*@[^@\s]+|[^@\s*]+@[^@\s*]+)$/, 'must be an address, *@domain or *'),
+        .refine(
+          (sender) => sender === '*' || isDomainWildcard(sender) || isMailboxAddress(sender),
+          'must be an address, *@domain or *',
+        ),
     )
     .min(1),
 });
 
 const mailboxRule = z.strictObject({
-  address: z
-    .string()
-    .trim()
-    .toLowerCase()
-    .regex(/^[^@\s*]+@[^@\s*]+$/, 'must be a mailbox address'),
+  address: z.string().trim().toLowerCase().refine(isMailboxAddress, 'must be a mailbox address'),
   mode: z.enum(['app', 'delegated']),
 });
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { invalidRequest, RelayError } from '../errors.ts';
+import { isMailboxAddress } from '../mailAddress.ts';
 import { consentCallbackUrl, type MailboxDirectory } from '../mailboxes.ts';
 import { sha256 } from '../sha256.ts';
 import type { DelegatedClients } from '../tokens/delegatedTokenSource.ts';
@@ -60,8 +61,6 @@ export interface ConsentFlowOptions {
   now?: () => number;
 }
 
-const mailboxPattern = /^[^@\s*]+@[^@\s*]+\.[^@\s*]+$/;
-
 function randomUrlSafe(bytes: number): string {
   return randomBytes(bytes).toString('base64url');
 }
@@ -75,7 +74,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
 
   function validMailbox(value: string | null): string {
     const mailbox = value?.trim().toLowerCase() ?? '';
-    if (mailbox === '' || mailbox.length > 254 || !mailboxPattern.test(mailbox)) {
+    if (mailbox === '' || mailbox.length > 254 || !isMailboxAddress(mailbox)) {
       throw invalidRequest([
         {
           field: 'mailbox',

@@ -67,6 +67,23 @@ describe('configuration', () => {
     ]);
   });
 
+  it('takes a sender or mailbox only in the address form a send request accepts', () => {
+    const callers = (senders: string[]) =>
+      JSON.stringify([{ name: 'app', keySha256: 'a'.repeat(64), senders }]);
+    const mailboxes = (address: string) => JSON.stringify([{ address, mode: 'delegated' }]);
+    expect(problemsOf({ RELAY_CALLERS: callers(['*', '*@contoso.com', 'Ops@Contoso.com']) })).toEqual([]);
+    expect(problemsOf({ RELAY_MAILBOXES: mailboxes('reports@contoso.com') })).toEqual([]);
+    // Never a valid from address, so such a rule could never match a message.
+    for (const sender of ['ops@localhost', 'a<b@contoso.com', 'ops*@contoso.com', '*@', '*@contoso'])
+      expect(problemsOf({ RELAY_CALLERS: callers([sender]) }), sender).toEqual([
+        'RELAY_CALLERS at 0.senders.0: must be an address, *@domain or *',
+      ]);
+    for (const address of ['ops@localhost', '*@contoso.com', 'a,b@contoso.com'])
+      expect(problemsOf({ RELAY_MAILBOXES: mailboxes(address) }), address).toEqual([
+        'RELAY_MAILBOXES at 0.address: must be a mailbox address',
+      ]);
+  });
+
   it('refuses an extra CA file that cannot be read', () => {
     expect(problemsOf({ RELAY_SMTP_EXTRA_CA: '/nonexistent/ca.pem' })).toEqual([
       expect.stringContaining('RELAY_SMTP_EXTRA_CA: cannot read the file /nonexistent/ca.pem'),
