@@ -60,7 +60,6 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     scope: config.delegated.scope,
     secrets,
     directory: mailboxes,
-    authorityHost: config.identity.authorityHost,
   });
   const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
   const transports = createMailboxTransports(config.smtp, tokens);
@@ -94,7 +93,6 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     pending,
     scope: config.delegated.scope,
     publicBaseUrl: config.delegated.publicBaseUrl,
-    authorityHost: config.identity.authorityHost,
     async onConnected(mailbox, at) {
       tokenCache.invalidate(mailboxTokenKey('delegated', mailbox));
       await health.recordConnected(mailbox, at);

@@ -4,7 +4,7 @@ import { isMailboxAddress } from '../mailAddress.ts';
 import { consentCallbackUrl, type MailboxDirectory } from '../mailboxes.ts';
 import { sha256 } from '../sha256.ts';
 import type { DelegatedClients } from '../tokens/delegatedTokenSource.ts';
-import { aadstsCodeOf, mapIdentityError } from '../tokens/identityErrors.ts';
+import { aadstsCodeOf } from '../tokens/identityErrors.ts';
 import { type PendingConsents, pendingConsentLifetimeSeconds } from './pendingConsents.ts';
 
 /**
@@ -54,8 +54,6 @@ export interface ConsentFlowOptions {
   pending: PendingConsents;
   scope: string;
   publicBaseUrl: string;
-  /** For error messages about the identity provider. */
-  authorityHost: string;
   /** Called once a mailbox is connected: record health, drop tokens cached for the old sign-in. */
   onConnected(mailbox: string, at: Date): Promise<void>;
   now?: () => number;
@@ -122,7 +120,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
           prompt: 'select_account',
         })
         .catch((error: unknown) => {
-          throw mapIdentityError(error, { authorityHost: options.authorityHost });
+          throw clients.mapError(error);
         });
       // MSAL leaves login_hint out when prompt is select_account; Entra honours both together (the picker
       // opens with the mailbox pre-selected), and the mailbox is what must sign in.
@@ -177,7 +175,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         return {
           kind: 'exchange_failed',
           mailbox,
-          failure: mapIdentityError(exchangeError, { authorityHost: options.authorityHost }),
+          failure: clients.mapError(exchangeError),
         };
       }
       if (signedInAs.toLowerCase() !== mailbox) {

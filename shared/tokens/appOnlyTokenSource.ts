@@ -2,7 +2,6 @@ import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { AccessToken, TokenSource } from './accessToken.ts';
-import { mapIdentityError } from './identityErrors.ts';
 import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 import { createConfidentialClients } from './msalClient.ts';
 
@@ -41,10 +40,7 @@ export function createAppOnlyTokenSource(
     try {
       return await requestToken(options.forceRefresh);
     } catch (error) {
-      const mapped = mapIdentityError(error, {
-        authorityHost: identity.authorityHost,
-        credentialType: identity.credentialType,
-      });
+      const mapped = clients.mapError(error);
       if (mapped.code !== 'client_secret_invalid' && mapped.code !== 'client_certificate_invalid')
         throw mapped;
       // The cached credential may be one an administrator has just rotated: read it afresh once.
@@ -54,10 +50,7 @@ export function createAppOnlyTokenSource(
       try {
         return await requestToken(true);
       } catch (retryError) {
-        throw mapIdentityError(retryError, {
-          authorityHost: identity.authorityHost,
-          credentialType: identity.credentialType,
-        });
+        throw clients.mapError(retryError);
       }
     }
   };

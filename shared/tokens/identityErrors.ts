@@ -1,4 +1,4 @@
-import type { CredentialType } from '../config.ts';
+import type { CredentialType, RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 
 /**
@@ -137,9 +137,23 @@ export function needsConsent(error: RelayError): boolean {
   );
 }
 
+/** Maps what MSAL threw for one app identity; made once per identity by identityErrorMapper. */
+export type IdentityErrorMapper = (error: unknown) => RelayError;
+
+/**
+ * The mapping bound to the app's identity: the same AADSTS code means a different thing per credential
+ * type (700027 is a refused certificate or a refused federated assertion), so the type is fixed here, once,
+ * for every flow that talks to Entra as this app (client credentials, code redemption, refresh).
+ */
+export function identityErrorMapper(
+  identity: Pick<RelayConfig['identity'], 'authorityHost' | 'credentialType'>,
+): IdentityErrorMapper {
+  return (error) => mapIdentityError(error, identity);
+}
+
 export function mapIdentityError(
   error: unknown,
-  context: { authorityHost: string; credentialType?: CredentialType },
+  context: { authorityHost: string; credentialType: CredentialType },
 ): RelayError {
   if (error instanceof RelayError) return error;
   const candidate = error as MsalLikeError | null;

@@ -3,6 +3,7 @@ import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
+import { type IdentityErrorMapper, identityErrorMapper } from './identityErrors.ts';
 import { loadMsal } from './loadMsal.ts';
 import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 
@@ -62,6 +63,8 @@ export interface ConfidentialClients {
   clientFor(key: string, cachePlugin?: () => ICachePlugin): Promise<ConfidentialClientApplication>;
   /** A client with fresh in-memory state, not kept (e.g. for one authorization-code exchange). */
   newClient(cachePlugin?: ICachePlugin): Promise<ConfidentialClientApplication>;
+  /** Turns what these clients' requests threw into a RelayError, knowing the app's credential type. */
+  mapError: IdentityErrorMapper;
 }
 
 export function createConfidentialClients(
@@ -83,5 +86,6 @@ export function createConfidentialClients(
       const credential = await loadClientCredential(identity, secrets, federatedAssertion);
       return createConfidentialClient(identity, credential, cachePlugin);
     },
+    mapError: identityErrorMapper(identity),
   };
 }
