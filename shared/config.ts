@@ -1,18 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { isDomainWildcard, isMailboxAddress } from './mailAddress.ts';
+import { type CredentialType, credentialTypes } from './tokens/credentialKinds.ts';
 
 /**
  * Every setting the relay reads, parsed and validated once at start-up. Nothing else reads process.env.
  * Names start with RELAY_ so they never collide with @azure/identity's own AZURE_* variables.
  * local.settings.sample.json and the README list the same names; test/config.test.ts keeps them in step.
  */
-/**
- * How the app proves itself to Entra ID for app-only tokens: a client secret or a certificate from the
- * secret store, or `federated`: a managed-identity token for the federated identity credential's audience,
- * handed to Entra as the client assertion (nothing stored, nothing expires).
- */
-export type CredentialType = 'secret' | 'certificate' | 'federated';
 
 export interface CallerRule {
   /** A label for logs and errors; never the key. */
@@ -223,7 +218,7 @@ const settingsSchema = z.object({
   RELAY_TENANT_ID: optionalText,
   RELAY_CLIENT_ID: optionalText,
   RELAY_AUTHORITY_HOST: httpsUrl,
-  RELAY_CREDENTIAL_TYPE: z.enum(['secret', 'certificate', 'federated']),
+  RELAY_CREDENTIAL_TYPE: z.enum(credentialTypes),
   RELAY_CLIENT_SECRET_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
   RELAY_CLIENT_CERTIFICATE_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
   RELAY_MANAGED_IDENTITY_CLIENT_ID: optionalText,

@@ -2,6 +2,7 @@ import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { AccessToken, TokenSource } from './accessToken.ts';
+import { credentialKindOf } from './credentialKinds.ts';
 import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 import { createConfidentialClients } from './msalClient.ts';
 
@@ -41,12 +42,12 @@ export function createAppOnlyTokenSource(
       return await requestToken(options.forceRefresh);
     } catch (error) {
       const mapped = clients.mapError(error);
-      if (mapped.code !== 'client_secret_invalid' && mapped.code !== 'client_certificate_invalid')
-        throw mapped;
-      // The cached credential may be one an administrator has just rotated: read it afresh once.
-      secrets.invalidate(
-        identity.credentialType === 'secret' ? identity.clientSecretName : identity.clientCertificateName,
-      );
+      const kind = credentialKindOf(identity);
+      const storedSecretName = kind.storedSecretName(identity);
+      if (storedSecretName === undefined || !kind.aadstsRules.includes(mapped.code)) throw mapped;
+      // Entra refused the stored credential, and the cached copy may be one an administrator has just
+      // rotated: read it afresh once.
+      secrets.invalidate(storedSecretName);
       try {
         return await requestToken(true);
       } catch (retryError) {

@@ -10,6 +10,7 @@ import { type ClientAssertionSource, createManagedIdentityAssertion } from './ma
  * certificate stored as PEM holding the private key and the certificate (the format Key Vault exports
  * for PEM certificates). The thumbprint is computed from the certificate, so nobody has to copy it by hand.
  * A federated credential reads nothing from the store: MSAL asks the assertion source for each token request.
+ * credentialKinds.ts says which of these loaders each RELAY_CREDENTIAL_TYPE uses.
  */
 export type ClientCredential = Pick<
   NodeAuthOptions,
@@ -20,28 +21,26 @@ export type ClientCredential = Pick<
   expiresOn: Date | undefined;
 };
 
-export async function loadClientCredential(
+/** The app's client secret, as stored under RELAY_CLIENT_SECRET_NAME. */
+export async function loadClientSecret(
   identity: RelayConfig['identity'],
   secrets: SecretStore,
-  federatedAssertion?: ClientAssertionSource,
 ): Promise<ClientCredential> {
-  if (identity.credentialType === 'federated') {
-    return {
-      clientAssertion: federatedAssertion ?? defaultFederatedAssertion(identity),
-      fingerprint: 'federated',
-      expiresOn: undefined,
-    };
-  }
-  if (identity.credentialType === 'secret') {
-    const secret = await secrets.getSecret(identity.clientSecretName);
-    if (secret === undefined || secret.value.trim() === '')
-      throw credentialMissing(identity.clientSecretName, secrets.kind, 'client secret');
-    return {
-      clientSecret: secret.value.trim(),
-      fingerprint: `secret:${secret.updatedOn?.getTime() ?? 0}:${secret.value.length}`,
-      expiresOn: secret.expiresOn,
-    };
-  }
+  const secret = await secrets.getSecret(identity.clientSecretName);
+  if (secret === undefined || secret.value.trim() === '')
+    throw credentialMissing(identity.clientSecretName, secrets.kind, 'client secret');
+  return {
+    clientSecret: secret.value.trim(),
+    fingerprint: `secret:${secret.updatedOn?.getTime() ?? 0}:${secret.value.length}`,
+    expiresOn: secret.expiresOn,
+  };
+}
+
+/** The app's certificate with its private key, as PEM stored under RELAY_CLIENT_CERTIFICATE_NAME. */
+export async function loadClientCertificate(
+  identity: RelayConfig['identity'],
+  secrets: SecretStore,
+): Promise<ClientCredential> {
   const stored = await secrets.getSecret(identity.clientCertificateName);
   if (stored === undefined)
     throw credentialMissing(
@@ -50,6 +49,19 @@ export async function loadClientCredential(
       'certificate (PEM with private key)',
     );
   return parseCertificateCredential(stored.value, identity.clientCertificateName, stored.expiresOn);
+}
+
+/** The managed identity's token as the client assertion; nothing is read from the store. */
+export async function federatedClientCredential(
+  identity: RelayConfig['identity'],
+  _secrets: SecretStore,
+  federatedAssertion?: ClientAssertionSource,
+): Promise<ClientCredential> {
+  return {
+    clientAssertion: federatedAssertion ?? defaultFederatedAssertion(identity),
+    fingerprint: 'federated',
+    expiresOn: undefined,
+  };
 }
 
 export function parseCertificateCredential(

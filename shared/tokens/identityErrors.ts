@@ -1,5 +1,6 @@
-import type { CredentialType, RelayConfig } from '../config.ts';
+import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
+import { type CredentialType, credentialKinds } from './credentialKinds.ts';
 
 /**
  * Turns what Entra ID (through MSAL) answered into errors a person can act on. MSAL 7 no longer re-exports
@@ -14,8 +15,16 @@ interface AadstsRule {
   remedy: string;
   /** Needs the mailbox owner (or an admin) to sign in again through /api/oauth/start. */
   needsConsent?: boolean;
-  /** The rule applies only when the app signs in with this credential type (same AADSTS, other cause). */
-  credentialType?: CredentialType;
+}
+
+/**
+ * Rules a credential kind claims (credentialKinds.ts) apply only when the app signs in with that kind: the
+ * same AADSTS code has another cause for another kind. Every other rule applies to all.
+ */
+const kindSpecificRules = new Set(Object.values(credentialKinds).flatMap((kind) => kind.aadstsRules));
+
+function ruleApplies(rule: AadstsRule, credentialType: CredentialType): boolean {
+  return !kindSpecificRules.has(rule.code) || credentialKinds[credentialType].aadstsRules.includes(rule.code);
 }
 
 export const aadstsRules: AadstsRule[] = [
@@ -27,7 +36,6 @@ export const aadstsRules: AadstsRule[] = [
     meaning: "Entra ID did not accept the managed identity's token as a federated credential of the app",
     remedy:
       "Add a federated credential to the app registration (Certificates & secrets > Federated credentials > Managed identity, or az ad app federated-credential create) with issuer https://login.microsoftonline.com/<tenant>/v2.0, subject = the managed identity's object (principal) id and audience api://AzureADTokenExchange; the deployment outputs list all three.",
-    credentialType: 'federated',
   },
   {
     codes: [7000215],
@@ -169,9 +177,7 @@ export function mapIdentityError(
     aadsts === undefined
       ? undefined
       : aadstsRules.find(
-          (entry) =>
-            entry.codes.includes(aadsts) &&
-            (entry.credentialType === undefined || entry.credentialType === context.credentialType),
+          (entry) => entry.codes.includes(aadsts) && ruleApplies(entry, context.credentialType),
         );
   if (rule !== undefined) {
     return new RelayError({

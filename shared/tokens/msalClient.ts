@@ -2,7 +2,8 @@ import type { ConfidentialClientApplication, ICachePlugin } from '@azure/msal-no
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
-import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
+import type { ClientCredential } from './clientCredential.ts';
+import { credentialKindOf } from './credentialKinds.ts';
 import { type IdentityErrorMapper, identityErrorMapper } from './identityErrors.ts';
 import { loadMsal } from './loadMsal.ts';
 import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
@@ -10,7 +11,7 @@ import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 /**
  * Builds MSAL's confidential client for delegated mailboxes: the configured authority, the app's credential
  * from the secret store, and the mailbox's persisted token cache. Every MSAL credential field the loaded
- * credential carries is passed on, so a new credential kind added in clientCredential.ts works here too.
+ * credential carries is passed on, so a new credential kind added in credentialKinds.ts works here too.
  */
 export async function createConfidentialClient(
   identity: RelayConfig['identity'],
@@ -72,10 +73,11 @@ export function createConfidentialClients(
   secrets: SecretStore,
   federatedAssertion?: ClientAssertionSource,
 ): ConfidentialClients {
+  const loadCredential = () => credentialKindOf(identity).load(identity, secrets, federatedAssertion);
   const kept = new Map<string, { fingerprint: string; application: ConfidentialClientApplication }>();
   return {
     async clientFor(key, cachePlugin) {
-      const credential = await loadClientCredential(identity, secrets, federatedAssertion);
+      const credential = await loadCredential();
       const existing = kept.get(key);
       if (existing?.fingerprint === credential.fingerprint) return existing.application;
       const application = await createConfidentialClient(identity, credential, cachePlugin?.());
@@ -83,7 +85,7 @@ export function createConfidentialClients(
       return application;
     },
     async newClient(cachePlugin) {
-      const credential = await loadClientCredential(identity, secrets, federatedAssertion);
+      const credential = await loadCredential();
       return createConfidentialClient(identity, credential, cachePlugin);
     },
     mapError: identityErrorMapper(identity),

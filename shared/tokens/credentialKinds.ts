@@ -1,0 +1,64 @@
+import type { RelayConfig } from '../config.ts';
+import type { SecretStore } from '../secrets/secretStore.ts';
+import {
+  type ClientCredential,
+  federatedClientCredential,
+  loadClientCertificate,
+  loadClientSecret,
+} from './clientCredential.ts';
+import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
+
+/**
+ * Every way the app can prove itself to Entra ID (RELAY_CREDENTIAL_TYPE), with all that differs between
+ * them, so a new kind is one entry here and no code elsewhere branches on the type:
+ * - `secret`: a client secret from the secret store;
+ * - `certificate`: a PEM private key and certificate from the secret store (thumbprint computed);
+ * - `federated`: a managed-identity token for the federated identity credential's audience, handed to Entra
+ *   as the client assertion (nothing stored, nothing expires).
+ */
+export interface CredentialKind {
+  /**
+   * The secret-store entry holding the credential, named by its setting; undefined when the kind stores
+   * nothing, and so has nothing to expire and nothing an administrator could rotate under the relay.
+   */
+  storedSecretName(identity: RelayConfig['identity']): string | undefined;
+  /** Reads the credential and shapes it for MSAL; its expiresOn is what the status report warns about. */
+  load(
+    identity: RelayConfig['identity'],
+    secrets: SecretStore,
+    federatedAssertion?: ClientAssertionSource,
+  ): Promise<ClientCredential>;
+  /**
+   * The identity-table rules (shared/tokens/identityErrors.ts, by relay code) that apply only to this kind:
+   * Entra answers AADSTS700027/700024 for a refused certificate and a refused federated assertion alike.
+   * When one of them is the answer and the kind stores its credential, the store is read again once.
+   */
+  aadstsRules: readonly string[];
+}
+
+export const credentialKinds = {
+  secret: {
+    storedSecretName: (identity) => identity.clientSecretName,
+    load: loadClientSecret,
+    aadstsRules: ['client_secret_invalid', 'client_secret_expired'],
+  },
+  certificate: {
+    storedSecretName: (identity) => identity.clientCertificateName,
+    load: loadClientCertificate,
+    aadstsRules: ['client_certificate_invalid'],
+  },
+  federated: {
+    storedSecretName: () => undefined,
+    load: federatedClientCredential,
+    aadstsRules: ['federated_credential_invalid'],
+  },
+} satisfies Record<string, CredentialKind>;
+
+export type CredentialType = keyof typeof credentialKinds;
+
+/** The values RELAY_CREDENTIAL_TYPE accepts, for its parser. */
+export const credentialTypes = Object.keys(credentialKinds) as [CredentialType, ...CredentialType[]];
+
+export function credentialKindOf(identity: Pick<RelayConfig['identity'], 'credentialType'>): CredentialKind {
+  return credentialKinds[identity.credentialType];
+}
