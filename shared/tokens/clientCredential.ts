@@ -1,6 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { NodeAuthOptions } from '@azure/msal-node';
-import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import { type ClientAssertionSource, createManagedIdentityAssertion } from './managedIdentityAssertion.ts';
@@ -12,6 +11,17 @@ import { type ClientAssertionSource, createManagedIdentityAssertion } from './ma
  * A federated credential reads nothing from the store: MSAL asks the assertion source for each token request.
  * credentialKinds.ts says which of these loaders each RELAY_CREDENTIAL_TYPE uses.
  */
+/**
+ * The identity settings the loaders read; RelayConfig['identity'] has them all. Stated here rather than
+ * picked from RelayConfig because the configuration's credential-type parser is made from credentialKinds.
+ */
+export interface CredentialSettings {
+  clientSecretName: string;
+  clientCertificateName: string;
+  managedIdentityClientId: string | undefined;
+  federatedTokenAudience: string;
+}
+
 export type ClientCredential = Pick<
   NodeAuthOptions,
   'clientSecret' | 'clientCertificate' | 'clientAssertion'
@@ -23,7 +33,7 @@ export type ClientCredential = Pick<
 
 /** The app's client secret, as stored under RELAY_CLIENT_SECRET_NAME. */
 export async function loadClientSecret(
-  identity: RelayConfig['identity'],
+  identity: CredentialSettings,
   secrets: SecretStore,
 ): Promise<ClientCredential> {
   const secret = await secrets.getSecret(identity.clientSecretName);
@@ -38,7 +48,7 @@ export async function loadClientSecret(
 
 /** The app's certificate with its private key, as PEM stored under RELAY_CLIENT_CERTIFICATE_NAME. */
 export async function loadClientCertificate(
-  identity: RelayConfig['identity'],
+  identity: CredentialSettings,
   secrets: SecretStore,
 ): Promise<ClientCredential> {
   const stored = await secrets.getSecret(identity.clientCertificateName);
@@ -53,7 +63,7 @@ export async function loadClientCertificate(
 
 /** The managed identity's token as the client assertion; nothing is read from the store. */
 export async function federatedClientCredential(
-  identity: RelayConfig['identity'],
+  identity: CredentialSettings,
   _secrets: SecretStore,
   federatedAssertion?: ClientAssertionSource,
 ): Promise<ClientCredential> {
@@ -116,9 +126,9 @@ function credentialMissing(name: string, store: string, what: string): RelayErro
 
 // One managed-identity assertion source per configuration, shared by the app-only and delegated clients
 // and the status report, so the identity's token is fetched and cached once.
-const federatedAssertions = new WeakMap<RelayConfig['identity'], ClientAssertionSource>();
+const federatedAssertions = new WeakMap<CredentialSettings, ClientAssertionSource>();
 
-function defaultFederatedAssertion(identity: RelayConfig['identity']): ClientAssertionSource {
+function defaultFederatedAssertion(identity: CredentialSettings): ClientAssertionSource {
   let assertion = federatedAssertions.get(identity);
   if (assertion === undefined) {
     assertion = createManagedIdentityAssertion(identity);

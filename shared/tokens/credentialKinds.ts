@@ -2,6 +2,7 @@ import type { RelayConfig } from '../config.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import {
   type ClientCredential,
+  type CredentialSettings,
   federatedClientCredential,
   loadClientCertificate,
   loadClientSecret,
@@ -21,10 +22,10 @@ export interface CredentialKind {
    * The secret-store entry holding the credential, named by its setting; undefined when the kind stores
    * nothing, and so has nothing to expire and nothing an administrator could rotate under the relay.
    */
-  storedSecretName(identity: RelayConfig['identity']): string | undefined;
+  storedSecretName(identity: CredentialSettings): string | undefined;
   /** Reads the credential and shapes it for MSAL; its expiresOn is what the status report warns about. */
   load(
-    identity: RelayConfig['identity'],
+    identity: CredentialSettings,
     secrets: SecretStore,
     federatedAssertion?: ClientAssertionSource,
   ): Promise<ClientCredential>;
