@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { isDomainWildcard, isMailboxAddress } from './mailAddress.ts';
-import { credentialTypes } from './tokens/credentialKinds.ts';
+import { credentialTypes, describeCredentialTypes } from './tokens/credentialKinds.ts';
 
 /**
  * Every setting the relay reads, declared once in `relaySettings` below: its name, its default, its parser,
@@ -152,10 +152,9 @@ export const relaySettings = {
     credentialType: setting({
       name: 'RELAY_CREDENTIAL_TYPE',
       default: 'secret',
-      // One value per entry of shared/tokens/credentialKinds.ts.
+      // One value per entry of shared/tokens/credentialKinds.ts, which also describes each.
       parse: z.enum(credentialTypes),
-      description:
-        '`secret` (client secret), `certificate` (PEM private key + certificate) or `federated` (managed identity as a federated credential: no secret at all, see [docs/app-only.md](docs/app-only.md))',
+      description: describeCredentialTypes(),
     }),
     clientSecretName: setting({
       name: 'RELAY_CLIENT_SECRET_NAME',

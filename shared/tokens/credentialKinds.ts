@@ -18,6 +18,8 @@ import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
  *   as the client assertion (nothing stored, nothing expires).
  */
 export interface CredentialKind {
+  /** What it is, for RELAY_CREDENTIAL_TYPE's line in the README (Markdown). */
+  summary: string;
   /**
    * The secret-store entry holding the credential, named by its setting; undefined when the kind stores
    * nothing, and so has nothing to expire and nothing an administrator could rotate under the relay.
@@ -39,16 +41,20 @@ export interface CredentialKind {
 
 export const credentialKinds = {
   secret: {
+    summary: 'client secret',
     storedSecretName: (identity) => identity.clientSecretName,
     load: loadClientSecret,
     aadstsRules: ['client_secret_invalid', 'client_secret_expired'],
   },
   certificate: {
+    summary: 'PEM private key + certificate',
     storedSecretName: (identity) => identity.clientCertificateName,
     load: loadClientCertificate,
     aadstsRules: ['client_certificate_invalid'],
   },
   federated: {
+    summary:
+      'managed identity as a federated credential: no secret at all, see [docs/app-only.md](docs/app-only.md)',
     storedSecretName: () => undefined,
     load: federatedClientCredential,
     aadstsRules: ['federated_credential_invalid'],
@@ -59,6 +65,12 @@ export type CredentialType = keyof typeof credentialKinds;
 
 /** The values RELAY_CREDENTIAL_TYPE accepts, for its parser. */
 export const credentialTypes = Object.keys(credentialKinds) as [CredentialType, ...CredentialType[]];
+
+/** "`secret` (client secret), `certificate` (…) or `federated` (…)", for the settings table. */
+export function describeCredentialTypes(): string {
+  const described = Object.entries(credentialKinds).map(([type, kind]) => `\`${type}\` (${kind.summary})`);
+  return `${described.slice(0, -1).join(', ')} or ${described.at(-1)}`;
+}
 
 export function credentialKindOf(identity: Pick<RelayConfig['identity'], 'credentialType'>): CredentialKind {
   return credentialKinds[identity.credentialType];
