@@ -42,12 +42,10 @@ export function createAppOnlyTokenSource(
       return await requestToken(options.forceRefresh);
     } catch (error) {
       const mapped = clients.mapError(error);
-      const kind = credentialKindOf(identity);
-      const storedSecretName = kind.storedSecretName(identity);
-      if (storedSecretName === undefined || !kind.aadstsRules.includes(mapped.code)) throw mapped;
-      // Entra refused the stored credential, and the cached copy may be one an administrator has just
-      // rotated: read it afresh once.
-      secrets.invalidate(storedSecretName);
+      const { stored } = credentialKindOf(identity);
+      if (stored === undefined || mapped.code !== stored.refusedRule) throw mapped;
+      // The cached credential may be one an administrator has just rotated: read it afresh once.
+      secrets.invalidate(stored.secretName(identity));
       try {
         return await requestToken(true);
       } catch (retryError) {

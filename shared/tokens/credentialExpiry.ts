@@ -26,9 +26,9 @@ export async function describeCredentialExpiry(
   now: number = Date.now(),
 ): Promise<CredentialExpiry> {
   const kind = credentialKindOf(identity);
-  const secretName = kind.storedSecretName(identity);
   // Nothing stored (a federated credential is the managed identity's own token): nothing can expire.
-  if (secretName === undefined) return { type: identity.credentialType };
+  if (kind.stored === undefined) return { type: identity.credentialType };
+  const secretName = kind.stored.secretName(identity);
   const base = { type: identity.credentialType, secretName };
   try {
     const credential = await kind.load(identity, secrets);

@@ -21,10 +21,18 @@ export interface CredentialKind {
   /** What it is, for RELAY_CREDENTIAL_TYPE's line in the README (Markdown). */
   summary: string;
   /**
-   * The secret-store entry holding the credential, named by its setting; undefined when the kind stores
-   * nothing, and so has nothing to expire and nothing an administrator could rotate under the relay.
+   * Where the credential is kept, for a kind that keeps one (a kind that stores nothing has nothing to expire
+   * and nothing an administrator could rotate under the relay).
    */
-  storedSecretName(identity: CredentialSettings): string | undefined;
+  stored?: {
+    /** The secret-store entry, named by its setting. */
+    secretName(identity: CredentialSettings): string;
+    /**
+     * The identity rule meaning Entra does not know the stored value: the cached copy may be one an
+     * administrator has just rotated, so the store is read again once before the error is reported.
+     */
+    refusedRule: string;
+  };
   /** Reads the credential and shapes it for MSAL; its expiresOn is what the status report warns about. */
   load(
     identity: CredentialSettings,
@@ -34,7 +42,6 @@ export interface CredentialKind {
   /**
    * The identity-table rules (shared/tokens/identityErrors.ts, by relay code) that apply only to this kind:
    * Entra answers AADSTS700027/700024 for a refused certificate and a refused federated assertion alike.
-   * When one of them is the answer and the kind stores its credential, the store is read again once.
    */
   aadstsRules: readonly string[];
 }
@@ -42,20 +49,22 @@ export interface CredentialKind {
 export const credentialKinds = {
   secret: {
     summary: 'client secret',
-    storedSecretName: (identity) => identity.clientSecretName,
+    stored: { secretName: (identity) => identity.clientSecretName, refusedRule: 'client_secret_invalid' },
     load: loadClientSecret,
     aadstsRules: ['client_secret_invalid', 'client_secret_expired'],
   },
   certificate: {
     summary: 'PEM private key + certificate',
-    storedSecretName: (identity) => identity.clientCertificateName,
+    stored: {
+      secretName: (identity) => identity.clientCertificateName,
+      refusedRule: 'client_certificate_invalid',
+    },
     load: loadClientCertificate,
     aadstsRules: ['client_certificate_invalid'],
   },
   federated: {
     summary:
       'managed identity as a federated credential: no secret at all, see [docs/app-only.md](docs/app-only.md)',
-    storedSecretName: () => undefined,
     load: federatedClientCredential,
     aadstsRules: ['federated_credential_invalid'],
   },

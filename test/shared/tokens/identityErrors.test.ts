@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { credentialKinds } from '../../../shared/tokens/credentialKinds.ts';
+import { type CredentialKind, credentialKinds } from '../../../shared/tokens/credentialKinds.ts';
 import { aadstsRules, mapIdentityError } from '../../../shared/tokens/identityErrors.ts';
 
 /** MSAL's ServerError shape: the AADSTS code is in errorMessage. */
@@ -49,5 +49,8 @@ describe('mapIdentityError', () => {
     const ruleCodes = aadstsRules.map((rule) => rule.code);
     for (const code of claimed) expect(ruleCodes, code).toContain(code);
     expect(new Set(claimed).size).toBe(claimed.length);
+    // Re-reading a stored credential is for a refusal of that credential.
+    for (const kind of Object.values(credentialKinds) as CredentialKind[])
+      if (kind.stored !== undefined) expect(kind.aadstsRules).toContain(kind.stored.refusedRule);
   });
 });
