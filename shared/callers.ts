@@ -1,6 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { CallerRule } from './config.ts';
 import { RelayError } from './errors.ts';
+import { sha256 } from './sha256.ts';
 
 /**
  * Client credentials reach every mailbox the Entra app was granted, so the relay is the gate: each caller
@@ -15,7 +16,7 @@ export interface Caller {
 }
 
 export function hashCallerKey(apiKey: string): string {
-  return createHash('sha256').update(apiKey, 'utf8').digest('hex');
+  return sha256(apiKey);
 }
 
 export function authenticateCaller(apiKey: string | null | undefined, rules: readonly CallerRule[]): Caller {

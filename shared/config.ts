@@ -1,152 +1,30 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { isDomainWildcard, isMailboxAddress } from './mailAddress.ts';
+import { credentialTypes, describeCredentialTypes } from './tokens/credentialKinds.ts';
 
 /**
- * Every setting the relay reads, parsed and validated once at start-up. Nothing else reads process.env.
+ * Every setting the relay reads, declared once in `relaySettings` below: its name, its default, its parser,
+ * the line the README shows, and, by where it sits in the table, its place in the typed RelayConfig.
+ * loadConfig parses them all once at start-up and names each bad one; nothing else reads process.env.
  * Names start with RELAY_ so they never collide with @azure/identity's own AZURE_* variables.
- * local.settings.sample.json and the README list the same names; test/config.test.ts keeps them in step.
+ * test/shared/config.test.ts keeps the README's settings table and local.settings.sample.json in step with it.
  */
-/**
- * How the app proves itself to Entra ID for app-only tokens: a client secret or a certificate from the
- * secret store, or `federated`: a managed-identity token for the federated identity credential's audience,
- * handed to Entra as the client assertion (nothing stored, nothing expires).
- */
-export type CredentialType = 'secret' | 'certificate' | 'federated';
-
-export interface CallerRule {
-  /** A label for logs and errors; never the key. */
+export interface Setting {
+  /** RELAY_..., or RELAY_<connection>__<property> where the Functions host reads the same name. */
   name: string;
-  /** Hex SHA-256 of the caller's API key (the key itself is never stored). */
-  keySha256: string;
-  /** Sender addresses this caller may use: exact addresses, `*@domain`, or `*`. */
-  senders: string[];
+  /** Used when the setting is absent or blank; a setting without one parses `undefined` then. */
+  default?: string;
+  /** From the setting's text to its value in RelayConfig; its messages say what a valid value looks like. */
+  parse: z.ZodType;
+  /** The README's one line about it (Markdown). */
+  description: string;
 }
 
-/** How the relay gets tokens for a sender mailbox: the app's own identity, or the mailbox's consented sign-in. */
-export type MailboxMode = 'app' | 'delegated';
-
-export interface MailboxRule {
-  /** Lower-cased; for delegated mailboxes this must be the account's sign-in name (UPN). */
-  address: string;
-  mode: MailboxMode;
+/** Keeps the literal name and whether there is a default, so settingDefaults can be typed by name. */
+function setting<const Declared extends Setting>(declared: Declared): Declared {
+  return declared;
 }
-
-export interface RelayConfig {
-  identity: {
-    tenantId: string | undefined;
-    clientId: string | undefined;
-    authorityHost: string;
-    credentialType: CredentialType;
-    clientSecretName: string;
-    clientCertificateName: string;
-    /** Client id of the user-assigned managed identity; undefined means the system-assigned identity. */
-    managedIdentityClientId: string | undefined;
-    /** Audience of the managed-identity token used as the federated client assertion. */
-    federatedTokenAudience: string;
-    /** Entra refuses tokens that are about to expire at Exchange's endpoint: renew this long before. */
-    expiryMarginSeconds: number;
-  };
-  secrets: {
-    keyVaultUrl: string | undefined;
-    localSecretsPath: string;
-    cacheSeconds: number;
-  };
-  smtp: {
-    host: string;
-    port: number;
-    scope: string;
-    /** Extra trusted CA certificates (PEM) for networks that inspect TLS. */
-    extraCaPem: string | undefined;
-    maxConnectionsPerMailbox: number;
-    timeoutSeconds: number;
-  };
-  limits: {
-    maxMessageBytes: number;
-    maxRecipients: number;
-  };
-  callers: CallerRule[];
-  /** Mailboxes with a declared mode; any other sender is sent app-only (the relay's original behaviour). */
-  mailboxes: MailboxRule[];
-  delegated: {
-    /** Where browsers reach the function app; the OAuth redirect URI is derived from it, never from headers. */
-    publicBaseUrl: string;
-    /** Delegated SMTP scope (national clouds use their own Exchange resource). */
-    scope: string;
-    /** NCRONTAB schedule of the tokenRefresh timer. */
-    refreshSchedule: string;
-  };
-  /** Azure Storage (queues, tables, blobs) for queued sending, its status and idempotency keys. */
-  storage: {
-    connectionString: string;
-    /**
-     * Identity-based access (as the Functions host reads `<connection>__accountName`): when set, the relay
-     * signs in to https://<account>.{queue,blob,table}.core.windows.net with the managed identity and the
-     * connection string is not used. The Azure template sets it, since its storage account has no keys.
-     */
-    accountName: string | undefined;
-    /** Client id of the user-assigned identity for storage; empty for the system-assigned identity. */
-    identityClientId: string | undefined;
-  };
-  /** Exchange Online's per-mailbox message rate, enforced before a message reaches SMTP. */
-  throttle: {
-    messagesPerMinute: number;
-    /** How long a synchronous send may wait for a slot before it is answered 429. */
-    maxWaitSeconds: number;
-  };
-  queue: {
-    /** SMTP attempts per queued message before it is failed and moved to the poison queue. */
-    maxAttempts: number;
-    /** First retry delay; doubled on each further attempt (capped at one hour). */
-    retryBaseSeconds: number;
-  };
-}
-
-export const settingDefaults = {
-  RELAY_AUTHORITY_HOST: 'https://login.microsoftonline.com',
-  RELAY_CREDENTIAL_TYPE: 'secret',
-  RELAY_CLIENT_SECRET_NAME: 'relay-client-secret',
-  RELAY_CLIENT_CERTIFICATE_NAME: 'relay-client-certificate',
-  // Entra's audience for federated identity credentials in the public cloud (US Gov: api://AzureADTokenExchangeUSGov).
-  RELAY_FEDERATED_TOKEN_AUDIENCE: 'api://AzureADTokenExchange',
-  RELAY_TOKEN_EXPIRY_MARGIN_SECONDS: '300',
-  RELAY_LOCAL_SECRETS_PATH: '.data/secrets.json',
-  RELAY_SECRET_CACHE_SECONDS: '300',
-  RELAY_SMTP_HOST: 'smtp.office365.com',
-  RELAY_SMTP_PORT: '587',
-  RELAY_SMTP_SCOPE: 'https://outlook.office365.com/.default',
-  RELAY_SMTP_MAX_CONNECTIONS: '3',
-  RELAY_SMTP_TIMEOUT_SECONDS: '60',
-  // Exchange Online's default mailbox send limit is 35 MB (encoded).
-  RELAY_MAX_MESSAGE_BYTES: String(35 * 1024 * 1024),
-  // Exchange Online's default recipient limit per message.
-  RELAY_MAX_RECIPIENTS: '500',
-  RELAY_CALLERS: '[]',
-  RELAY_MAILBOXES: '[]',
-  RELAY_PUBLIC_BASE_URL: 'http://localhost:7071',
-  RELAY_DELEGATED_SCOPE: 'https://outlook.office.com/SMTP.Send',
-  // Every 6 hours: refresh tokens slide their 90-day lifetime on use, and a revoked grant shows up within hours.
-  RELAY_TOKEN_REFRESH_SCHEDULE: '0 0 */6 * * *',
-  // Azurite's default ports; in Azure, the storage account's connection string (often AzureWebJobsStorage's).
-  RELAY_STORAGE_CONNECTION: 'UseDevelopmentStorage=true',
-  // Exchange Online accepts 30 messages per minute per mailbox and delays the rest (4.3.2 when pushed on).
-  RELAY_MAILBOX_RATE_PER_MINUTE: '30',
-  RELAY_RATE_LIMIT_WAIT_SECONDS: '10',
-  RELAY_QUEUE_MAX_ATTEMPTS: '5',
-  RELAY_QUEUE_RETRY_BASE_SECONDS: '30',
-} as const;
-
-/** Every setting name the loader reads, for documentation and drift checks. */
-export const settingNames = [
-  'RELAY_TENANT_ID',
-  'RELAY_CLIENT_ID',
-  'RELAY_KEY_VAULT_URL',
-  'RELAY_SMTP_EXTRA_CA',
-  'RELAY_MANAGED_IDENTITY_CLIENT_ID',
-  'RELAY_STORAGE_CONNECTION__accountName',
-  'RELAY_STORAGE_CONNECTION__clientId',
-  'RELAY_STORAGE_CONNECTION__credential',
-  ...Object.keys(settingDefaults),
-] as const;
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -164,44 +42,60 @@ const optionalText = z
   .transform((value) => (value === '' ? undefined : value))
   .optional();
 
+const text = z.string().trim().min(1);
+
 const httpsUrl = z
   .url({ protocol: /^https$/, error: 'must be an https:// URL' })
   .transform((url) => url.replace(/\/+$/, ''));
 
 const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+const keyVaultSecretName = z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name');
+
 const callerRule = z.strictObject({
+  /** A label for logs and errors; never the key. */
   name: z.string().min(1).max(100),
+  /** Hex SHA-256 of the caller's API key (the key itself is never stored). */
   keySha256: z
     .string()
     .regex(/^[0-9a-fA-F]{64}$/, 'must be the hex SHA-256 of the API key (npm run caller-key creates one)')
     .transform((hash) => hash.toLowerCase()),
+  /** Sender addresses this caller may use: exact addresses, `*@domain`, or `*`. */
   senders: z
     .array(
       z
         .string()
         .trim()
         .toLowerCase()
-        .regex(/^(\*|\*@[^@\s]+|[^@\s*]+@[^@\s*]+)$/, 'must be an address, *@domain or *'),
+        .refine(
+          (sender) => sender === '*' || isDomainWildcard(sender) || isMailboxAddress(sender),
+          'must be an address, *@domain or *',
+        ),
     )
     .min(1),
 });
 
+export type CallerRule = z.output<typeof callerRule>;
+
+/** How the relay gets tokens for a sender mailbox: the app's own identity, or the mailbox's consented sign-in. */
+const mailboxMode = z.enum(['app', 'delegated']);
+
+export type MailboxMode = z.output<typeof mailboxMode>;
+
 const mailboxRule = z.strictObject({
-  address: z
-    .string()
-    .trim()
-    .toLowerCase()
-    .regex(/^[^@\s*]+@[^@\s*]+$/, 'must be a mailbox address'),
-  mode: z.enum(['app', 'delegated']),
+  /** Lower-cased; for delegated mailboxes this must be the account's sign-in name (UPN). */
+  address: z.string().trim().toLowerCase().refine(isMailboxAddress, 'must be a mailbox address'),
+  mode: mailboxMode,
 });
+
+export type MailboxRule = z.output<typeof mailboxRule>;
 
 function jsonSetting<T extends z.ZodType>(schema: T) {
   return z
     .string()
-    .transform((text, ctx) => {
+    .transform((json, ctx) => {
       try {
-        return JSON.parse(text) as unknown;
+        return JSON.parse(json) as unknown;
       } catch {
         ctx.addIssue({ code: 'custom', message: 'must be a JSON array' });
         return z.NEVER;
@@ -219,159 +113,355 @@ const publicBaseUrl = z
   }, 'must be https:// (plain http is allowed for localhost only)')
   .transform((url) => url.replace(/\/+$/, ''));
 
-const settingsSchema = z.object({
-  RELAY_TENANT_ID: optionalText,
-  RELAY_CLIENT_ID: optionalText,
-  RELAY_AUTHORITY_HOST: httpsUrl,
-  RELAY_CREDENTIAL_TYPE: z.enum(['secret', 'certificate', 'federated']),
-  RELAY_CLIENT_SECRET_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
-  RELAY_CLIENT_CERTIFICATE_NAME: z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a Key Vault secret name'),
-  RELAY_MANAGED_IDENTITY_CLIENT_ID: optionalText,
-  RELAY_FEDERATED_TOKEN_AUDIENCE: z.string().trim().min(1),
-  RELAY_TOKEN_EXPIRY_MARGIN_SECONDS: integer(0, 3000),
-  RELAY_KEY_VAULT_URL: z
-    .string()
-    .trim()
-    .transform((value) => (value === '' ? undefined : value))
-    .pipe(httpsUrl.optional())
-    .optional(),
-  RELAY_LOCAL_SECRETS_PATH: z.string().min(1),
-  RELAY_SECRET_CACHE_SECONDS: integer(0, 86_400),
-  RELAY_SMTP_HOST: z.string().trim().min(1),
-  RELAY_SMTP_PORT: integer(1, 65_535),
-  RELAY_SMTP_SCOPE: z.string().trim().min(1),
-  RELAY_SMTP_EXTRA_CA: optionalText,
-  // Exchange Online allows 3 concurrent SMTP AUTH connections per mailbox (432 4.3.2 beyond that).
-  RELAY_SMTP_MAX_CONNECTIONS: integer(1, 3),
-  RELAY_SMTP_TIMEOUT_SECONDS: integer(5, 600),
-  RELAY_MAX_MESSAGE_BYTES: integer(1024, 157_286_400),
-  RELAY_MAX_RECIPIENTS: integer(1, 1000),
-  RELAY_CALLERS: jsonSetting(z.array(callerRule)),
-  RELAY_MAILBOXES: jsonSetting(
-    z.array(mailboxRule).refine((rules) => new Set(rules.map((rule) => rule.address)).size === rules.length, {
-      message: 'lists a mailbox twice',
-    }),
-  ),
-  RELAY_PUBLIC_BASE_URL: publicBaseUrl,
-  RELAY_DELEGATED_SCOPE: z.string().trim().min(1),
-  // NCRONTAB as Azure Functions reads it: six fields, seconds first.
-  RELAY_TOKEN_REFRESH_SCHEDULE: z
-    .string()
-    .trim()
-    .regex(/^\S+( \S+){5}$/, 'must be a six-field NCRONTAB expression, e.g. 0 0 */6 * * *'),
-  // Names follow the Functions host's identity-based connection convention, so host and relay share them.
-  RELAY_STORAGE_CONNECTION__accountName: optionalText.pipe(
-    z
-      .string()
-      .regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name')
-      .optional(),
-  ),
-  RELAY_STORAGE_CONNECTION__clientId: optionalText,
-  RELAY_STORAGE_CONNECTION__credential: optionalText.pipe(
-    z
-      .literal('managedidentity', {
-        error: 'must be managedidentity (the only identity the host supports here)',
-      })
-      .optional(),
-  ),
-  RELAY_STORAGE_CONNECTION: z
-    .string()
-    .trim()
-    .regex(
-      /^UseDevelopmentStorage=true$|AccountName=|Endpoint=/i,
-      'must be a storage connection string (UseDevelopmentStorage=true locally)',
-    ),
-  RELAY_MAILBOX_RATE_PER_MINUTE: integer(1, 100_000),
-  RELAY_RATE_LIMIT_WAIT_SECONDS: integer(0, 120),
-  RELAY_QUEUE_MAX_ATTEMPTS: integer(1, 50),
-  RELAY_QUEUE_RETRY_BASE_SECONDS: integer(0, 3600),
-});
-
-function readExtraCa(value: string | undefined, problems: string[]): string | undefined {
-  if (value === undefined) return undefined;
-  if (value.startsWith('-----BEGIN CERTIFICATE-----')) return value;
+/** PEM text as it is, or a path to a PEM file, read once at start-up. */
+const extraCaPem = optionalText.transform((value, ctx) => {
+  if (value === undefined || value.startsWith('-----BEGIN CERTIFICATE-----')) return value;
   try {
     const pem = readFileSync(value, 'utf8');
     if (!pem.includes('-----BEGIN CERTIFICATE-----'))
-      problems.push(`RELAY_SMTP_EXTRA_CA: ${value} holds no PEM certificate`);
+      ctx.addIssue({ code: 'custom', message: `${value} holds no PEM certificate` });
     return pem;
   } catch {
-    problems.push(
-      `RELAY_SMTP_EXTRA_CA: cannot read the file ${value} (give a PEM file path or the PEM text)`,
-    );
-    return undefined;
+    ctx.addIssue({
+      code: 'custom',
+      message: `cannot read the file ${value} (give a PEM file path or the PEM text)`,
+    });
+    return z.NEVER;
   }
+});
+
+export const relaySettings = {
+  identity: {
+    tenantId: setting({
+      name: 'RELAY_TENANT_ID',
+      parse: optionalText,
+      description: 'Directory (tenant) ID of the Entra app registration',
+    }),
+    clientId: setting({
+      name: 'RELAY_CLIENT_ID',
+      parse: optionalText,
+      description: 'Application (client) ID of the Entra app registration',
+    }),
+    authorityHost: setting({
+      name: 'RELAY_AUTHORITY_HOST',
+      default: 'https://login.microsoftonline.com',
+      parse: httpsUrl,
+      description:
+        'Entra ID host; `https://login.microsoftonline.us` (US Government), `https://login.partner.microsoftonline.cn` (China)',
+    }),
+    credentialType: setting({
+      name: 'RELAY_CREDENTIAL_TYPE',
+      default: 'secret',
+      // One value per entry of shared/tokens/credentialKinds.ts, which also describes each.
+      parse: z.enum(credentialTypes),
+      description: describeCredentialTypes(),
+    }),
+    clientSecretName: setting({
+      name: 'RELAY_CLIENT_SECRET_NAME',
+      default: 'relay-client-secret',
+      parse: keyVaultSecretName,
+      description: 'name of the secret holding the client secret',
+    }),
+    clientCertificateName: setting({
+      name: 'RELAY_CLIENT_CERTIFICATE_NAME',
+      default: 'relay-client-certificate',
+      parse: keyVaultSecretName,
+      description: 'name of the secret holding the PEM key and certificate (the thumbprint is computed)',
+    }),
+    managedIdentityClientId: setting({
+      name: 'RELAY_MANAGED_IDENTITY_CLIENT_ID',
+      parse: optionalText,
+      description:
+        'client id of the user-assigned managed identity used for `federated` and for Key Vault; empty means the system-assigned identity',
+    }),
+    federatedTokenAudience: setting({
+      name: 'RELAY_FEDERATED_TOKEN_AUDIENCE',
+      // Entra's audience for federated identity credentials in the public cloud.
+      default: 'api://AzureADTokenExchange',
+      parse: text,
+      description:
+        'audience of the federated credential (`api://AzureADTokenExchangeUSGov`, `api://AzureADTokenExchangeChina` in national clouds)',
+    }),
+    // Entra refuses tokens that are about to expire at Exchange's endpoint: renew this long before.
+    expiryMarginSeconds: setting({
+      name: 'RELAY_TOKEN_EXPIRY_MARGIN_SECONDS',
+      default: '300',
+      parse: integer(0, 3000),
+      description: 'renew access tokens this long before they expire',
+    }),
+  },
+  secrets: {
+    keyVaultUrl: setting({
+      name: 'RELAY_KEY_VAULT_URL',
+      parse: optionalText.pipe(httpsUrl.optional()),
+      description: '`https://<vault>.vault.azure.net`; when empty, the local secret file is used',
+    }),
+    localSecretsPath: setting({
+      name: 'RELAY_LOCAL_SECRETS_PATH',
+      default: '.data/secrets.json',
+      parse: z.string().min(1),
+      description: 'the local secret file (development only; created with mode 0600)',
+    }),
+    cacheSeconds: setting({
+      name: 'RELAY_SECRET_CACHE_SECONDS',
+      default: '300',
+      parse: integer(0, 86_400),
+      description: 'how long secrets are served from memory before a background re-read',
+    }),
+  },
+  smtp: {
+    host: setting({
+      name: 'RELAY_SMTP_HOST',
+      default: 'smtp.office365.com',
+      parse: text,
+      description: 'SMTP AUTH endpoint; `smtp.office365.us` (GCC High), `smtp.partner.outlook.cn` (China)',
+    }),
+    port: setting({
+      name: 'RELAY_SMTP_PORT',
+      default: '587',
+      parse: integer(1, 65_535),
+      description: 'STARTTLS port',
+    }),
+    scope: setting({
+      name: 'RELAY_SMTP_SCOPE',
+      default: 'https://outlook.office365.com/.default',
+      parse: text,
+      description: 'app-only token scope; national clouds use their Exchange resource',
+    }),
+    extraCaPem: setting({
+      name: 'RELAY_SMTP_EXTRA_CA',
+      parse: extraCaPem,
+      description: 'extra trusted CA (PEM text or file path) for networks that inspect TLS',
+    }),
+    maxConnectionsPerMailbox: setting({
+      name: 'RELAY_SMTP_MAX_CONNECTIONS',
+      default: '3',
+      // Exchange Online allows 3 concurrent SMTP AUTH connections per mailbox (432 4.3.2 beyond that).
+      parse: integer(1, 3),
+      description: 'pooled SMTP connections per mailbox (Exchange Online allows 3)',
+    }),
+    timeoutSeconds: setting({
+      name: 'RELAY_SMTP_TIMEOUT_SECONDS',
+      default: '60',
+      parse: integer(5, 600),
+      description: 'connect, greeting and socket timeout',
+    }),
+  },
+  limits: {
+    maxMessageBytes: setting({
+      name: 'RELAY_MAX_MESSAGE_BYTES',
+      // Exchange Online's default mailbox send limit is 35 MB (encoded).
+      default: String(35 * 1024 * 1024),
+      parse: integer(1024, 157_286_400),
+      description: "largest encoded message accepted (Exchange's default 35 MB)",
+    }),
+    maxRecipients: setting({
+      name: 'RELAY_MAX_RECIPIENTS',
+      // Exchange Online's default recipient limit per message.
+      default: '500',
+      parse: integer(1, 1000),
+      description: 'most recipients (to + cc + bcc) per message',
+    }),
+  },
+  callers: setting({
+    name: 'RELAY_CALLERS',
+    default: '[]',
+    parse: jsonSetting(z.array(callerRule)),
+    description: 'JSON array of `{ "name", "keySha256", "senders": [...] }`',
+  }),
+  // Mailboxes with a declared mode; any other sender is sent app-only (the relay's original behaviour).
+  mailboxes: setting({
+    name: 'RELAY_MAILBOXES',
+    default: '[]',
+    parse: jsonSetting(
+      z
+        .array(mailboxRule)
+        .refine((rules) => new Set(rules.map((rule) => rule.address)).size === rules.length, {
+          message: 'lists a mailbox twice',
+        }),
+    ),
+    description:
+      'JSON array of `{ "address", "mode": "app" | "delegated" }`; unlisted senders are sent app-only',
+  }),
+  delegated: {
+    // The OAuth redirect URI is derived from it, never from request headers.
+    publicBaseUrl: setting({
+      name: 'RELAY_PUBLIC_BASE_URL',
+      default: 'http://localhost:7071',
+      parse: publicBaseUrl,
+      description:
+        'where browsers reach the app; the OAuth redirect URI is `<this>/api/oauth/callback` (https, or http for localhost)',
+    }),
+    scope: setting({
+      name: 'RELAY_DELEGATED_SCOPE',
+      default: 'https://outlook.office.com/SMTP.Send',
+      parse: text,
+      description: 'delegated SMTP scope (national clouds use their Exchange resource)',
+    }),
+    refreshSchedule: setting({
+      name: 'RELAY_TOKEN_REFRESH_SCHEDULE',
+      // Every 6 hours: refresh tokens slide their 90-day lifetime on use, and a revoked grant shows up within hours.
+      default: '0 0 */6 * * *',
+      // NCRONTAB as Azure Functions reads it: six fields, seconds first.
+      parse: z
+        .string()
+        .trim()
+        .regex(/^\S+( \S+){5}$/, 'must be a six-field NCRONTAB expression, e.g. 0 0 */6 * * *'),
+      description: 'NCRONTAB schedule of the `tokenRefresh` timer',
+    }),
+  },
+  // Azure Storage (queues, tables, blobs) for queued sending, its status and idempotency keys. The names
+  // follow the Functions host's identity-based connection convention, so host and relay share them.
+  storage: {
+    connectionString: setting({
+      name: 'RELAY_STORAGE_CONNECTION',
+      // Azurite's default ports; in Azure, the storage account's connection string (often AzureWebJobsStorage's).
+      default: 'UseDevelopmentStorage=true',
+      parse: z
+        .string()
+        .trim()
+        .regex(
+          /^UseDevelopmentStorage=true$|AccountName=|Endpoint=/i,
+          'must be a storage connection string (UseDevelopmentStorage=true locally)',
+        ),
+      description:
+        "storage account (queues, tables, blobs) for queued sending, send status and idempotency keys; also the queue trigger's `connection`",
+    }),
+    // When set, the relay signs in to https://<account>.{queue,blob,table}.core.windows.net with the managed
+    // identity. The Azure template sets it, since its storage account has no keys.
+    accountName: setting({
+      name: 'RELAY_STORAGE_CONNECTION__accountName',
+      parse: optionalText.pipe(
+        z
+          .string()
+          .regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name')
+          .optional(),
+      ),
+      description:
+        "identity-based storage (the Functions host's own convention): the relay and the queue trigger sign in to this account with the managed identity; the connection string is then unused",
+    }),
+    // Read by the Functions host for the queue trigger; checked here so a typo fails at start-up.
+    hostCredential: setting({
+      name: 'RELAY_STORAGE_CONNECTION__credential',
+      parse: optionalText.pipe(
+        z
+          .literal('managedidentity', {
+            error: 'must be managedidentity (the only identity the host supports here)',
+          })
+          .optional(),
+      ),
+      description: '`managedidentity` with the above (read by the host)',
+    }),
+    identityClientId: setting({
+      name: 'RELAY_STORAGE_CONNECTION__clientId',
+      parse: optionalText,
+      description: 'client id of the user-assigned identity for storage; empty for the system-assigned one',
+    }),
+  },
+  // Exchange Online's per-mailbox message rate, enforced before a message reaches SMTP.
+  throttle: {
+    messagesPerMinute: setting({
+      name: 'RELAY_MAILBOX_RATE_PER_MINUTE',
+      // Exchange Online accepts 30 messages per minute per mailbox and delays the rest (4.3.2 when pushed on).
+      default: '30',
+      parse: integer(1, 100_000),
+      description: "messages per minute per sender mailbox (Exchange Online's limit)",
+    }),
+    maxWaitSeconds: setting({
+      name: 'RELAY_RATE_LIMIT_WAIT_SECONDS',
+      default: '10',
+      parse: integer(0, 120),
+      description: 'how long a synchronous send waits for a rate slot before `429` + `Retry-After`',
+    }),
+  },
+  queue: {
+    maxAttempts: setting({
+      name: 'RELAY_QUEUE_MAX_ATTEMPTS',
+      default: '5',
+      parse: integer(1, 50),
+      description: 'SMTP attempts for a queued message before it fails and goes to the poison queue',
+    }),
+    // Doubled on each further attempt, capped at one hour.
+    retryBaseSeconds: setting({
+      name: 'RELAY_QUEUE_RETRY_BASE_SECONDS',
+      default: '30',
+      parse: integer(0, 3600),
+      description: 'first retry delay of a queued message; doubles per attempt (±20% jitter, at most 1 h)',
+    }),
+  },
+};
+
+/** A table of settings, or a section of one: each leaf is a setting, each key its place in RelayConfig. */
+type SettingTable = { readonly [place: string]: Setting | SettingTable };
+
+type ConfigOf<Table> = {
+  -readonly [Place in keyof Table]: Table[Place] extends Setting
+    ? z.output<Table[Place]['parse']>
+    : ConfigOf<Table[Place]>;
+};
+
+type SettingsIn<Table> = {
+  [Place in keyof Table]: Table[Place] extends Setting ? Table[Place] : SettingsIn<Table[Place]>;
+}[keyof Table];
+
+type DeclaredSetting = SettingsIn<typeof relaySettings>;
+
+/** The typed configuration: relaySettings' shape, with each setting's parsed value in its place. */
+export type RelayConfig = ConfigOf<typeof relaySettings>;
+
+export type SettingName = DeclaredSetting['name'];
+
+function declaredSettings(table: SettingTable): Setting[] {
+  return Object.values(table).flatMap((entry) => (isSetting(entry) ? [entry] : declaredSettings(entry)));
 }
 
-export function loadConfig(env: Record<string, string | undefined>): RelayConfig {
-  const withDefaults: Record<string, string | undefined> = { ...settingDefaults };
-  for (const name of settingNames) {
-    const value = env[name];
-    if (value !== undefined && value.trim() !== '') withDefaults[name] = value;
-  }
-  const parsed = settingsSchema.safeParse(withDefaults);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => {
-        const [setting, ...rest] = issue.path;
-        const where = rest.length > 0 ? `${String(setting)} at ${rest.join('.')}` : String(setting);
-        return `${where}: ${issue.message}`;
-      }),
-    );
-  }
-  const settings = parsed.data;
-  const problems: string[] = [];
-  const extraCaPem = readExtraCa(settings.RELAY_SMTP_EXTRA_CA, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
+function isSetting(entry: Setting | SettingTable): entry is Setting {
+  return typeof entry.name === 'string';
+}
 
-  return {
-    identity: {
-      tenantId: settings.RELAY_TENANT_ID,
-      clientId: settings.RELAY_CLIENT_ID,
-      authorityHost: settings.RELAY_AUTHORITY_HOST,
-      credentialType: settings.RELAY_CREDENTIAL_TYPE,
-      clientSecretName: settings.RELAY_CLIENT_SECRET_NAME,
-      clientCertificateName: settings.RELAY_CLIENT_CERTIFICATE_NAME,
-      managedIdentityClientId: settings.RELAY_MANAGED_IDENTITY_CLIENT_ID,
-      federatedTokenAudience: settings.RELAY_FEDERATED_TOKEN_AUDIENCE,
-      expiryMarginSeconds: settings.RELAY_TOKEN_EXPIRY_MARGIN_SECONDS,
-    },
-    secrets: {
-      keyVaultUrl: settings.RELAY_KEY_VAULT_URL,
-      localSecretsPath: settings.RELAY_LOCAL_SECRETS_PATH,
-      cacheSeconds: settings.RELAY_SECRET_CACHE_SECONDS,
-    },
-    smtp: {
-      host: settings.RELAY_SMTP_HOST,
-      port: settings.RELAY_SMTP_PORT,
-      scope: settings.RELAY_SMTP_SCOPE,
-      extraCaPem,
-      maxConnectionsPerMailbox: settings.RELAY_SMTP_MAX_CONNECTIONS,
-      timeoutSeconds: settings.RELAY_SMTP_TIMEOUT_SECONDS,
-    },
-    limits: {
-      maxMessageBytes: settings.RELAY_MAX_MESSAGE_BYTES,
-      maxRecipients: settings.RELAY_MAX_RECIPIENTS,
-    },
-    callers: settings.RELAY_CALLERS,
-    mailboxes: settings.RELAY_MAILBOXES,
-    delegated: {
-      publicBaseUrl: settings.RELAY_PUBLIC_BASE_URL,
-      scope: settings.RELAY_DELEGATED_SCOPE,
-      refreshSchedule: settings.RELAY_TOKEN_REFRESH_SCHEDULE,
-    },
-    storage: {
-      connectionString: settings.RELAY_STORAGE_CONNECTION,
-      accountName: settings.RELAY_STORAGE_CONNECTION__accountName,
-      identityClientId: settings.RELAY_STORAGE_CONNECTION__clientId,
-    },
-    throttle: {
-      messagesPerMinute: settings.RELAY_MAILBOX_RATE_PER_MINUTE,
-      maxWaitSeconds: settings.RELAY_RATE_LIMIT_WAIT_SECONDS,
-    },
-    queue: {
-      maxAttempts: settings.RELAY_QUEUE_MAX_ATTEMPTS,
-      retryBaseSeconds: settings.RELAY_QUEUE_RETRY_BASE_SECONDS,
-    },
-  };
+/** Every setting, in the table's order (the README's too). */
+export const allSettings = declaredSettings(relaySettings satisfies SettingTable) as readonly (Setting & {
+  name: SettingName;
+})[];
+
+/** Every setting name the loader reads, for documentation and drift checks. */
+export const settingNames: readonly SettingName[] = allSettings.map((declared) => declared.name);
+
+/** The defaults by setting name, for the settings that have one. */
+export const settingDefaults = Object.fromEntries(
+  allSettings.flatMap((declared) =>
+    declared.default === undefined ? [] : [[declared.name, declared.default]],
+  ),
+) as { readonly [Declared in Extract<DeclaredSetting, { default: string }> as Declared['name']]: string };
+
+function parseSection(
+  table: SettingTable,
+  env: Record<string, string | undefined>,
+  problems: string[],
+): Record<string, unknown> {
+  const section: Record<string, unknown> = {};
+  for (const [place, entry] of Object.entries(table)) {
+    if (!isSetting(entry)) {
+      section[place] = parseSection(entry, env, problems);
+      continue;
+    }
+    const given = env[entry.name];
+    const parsed = entry.parse.safeParse(given !== undefined && given.trim() !== '' ? given : entry.default);
+    if (parsed.success) section[place] = parsed.data;
+    else
+      for (const issue of parsed.error.issues) {
+        const where = issue.path.length > 0 ? `${entry.name} at ${issue.path.join('.')}` : entry.name;
+        problems.push(`${where}: ${issue.message}`);
+      }
+  }
+  return section;
+}
+
+/** Parses every declared setting from `env` (process.env in the app), or fails naming each bad one. */
+export function loadConfig(env: Record<string, string | undefined>): RelayConfig {
+  const problems: string[] = [];
+  const config = parseSection(relaySettings, env, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  // Each place holds what its setting's parser returned, which is what RelayConfig says it holds.
+  return config as RelayConfig;
 }

@@ -2,6 +2,7 @@ import type { SendMailOptions } from 'nodemailer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 import { type FieldProblem, invalidRequest, RelayError } from './errors.ts';
+import { mailAddressPattern } from './mailAddress.ts';
 
 /**
  * The send request: its schema, the checks that make header injection impossible, and its conversion to a
@@ -51,7 +52,6 @@ const bodyUnsafe = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 // as U+FFFD, a different message than the one asked for, so it is refused instead.
 const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const notUnicode = 'must be valid Unicode text (it holds an unpaired UTF-16 surrogate)';
-const addressPattern = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+\.[^\s@<>()[\]\\,;:".]+$/u;
 
 const headerText = (max: number) =>
   z
@@ -61,7 +61,7 @@ const headerText = (max: number) =>
     .refine((value) => !loneSurrogate.test(value), notUnicode);
 
 const addressObject = z.strictObject({
-  address: headerText(320).refine((value) => addressPattern.test(value), 'must be an email address'),
+  address: headerText(320).refine((value) => mailAddressPattern.test(value), 'must be an email address'),
   name: headerText(200).optional(),
 });
 
@@ -70,7 +70,7 @@ const addressString = headerText(20_000).transform((value, ctx): MailAddress[] =
   const parsed = addressparser(value, { flatten: true });
   const mailboxes: MailAddress[] = [];
   for (const entry of parsed) {
-    if (entry.address === undefined || !addressPattern.test(entry.address)) {
+    if (entry.address === undefined || !mailAddressPattern.test(entry.address)) {
       ctx.addIssue({ code: 'custom', message: `"${value.slice(0, 100)}" is not a valid address` });
       return z.NEVER;
     }

@@ -16,11 +16,11 @@ import { createPendingConsents } from './oauth/pendingConsents.ts';
 import { createRelay, type Relay } from './relay.ts';
 import type { CachedSecretStore } from './secrets/cachedSecretStore.ts';
 import { createSecretStore, defaultAzureCredential } from './secrets/createSecretStore.ts';
-import type { MailboxTokenProvider } from './smtp/mailboxTransports.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
 import { createRateLimiter, type RateLimiter } from './smtp/rateLimiter.ts';
 import { createRelayStorage, type RelayStorage } from './storage/relayStorage.ts';
+import type { MailboxTokenProvider } from './tokens/accessToken.ts';
 import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
 import { createDelegatedClients, createDelegatedTokenSource } from './tokens/delegatedTokenSource.ts';
 import { createMailboxTokens, mailboxTokenKey } from './tokens/mailboxTokens.ts';
@@ -70,7 +70,6 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     scope: config.delegated.scope,
     secrets,
     directory: mailboxes,
-    authorityHost: config.identity.authorityHost,
   });
   const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
   const transports = createMailboxTransports(config.smtp, tokens);
@@ -104,7 +103,6 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     pending,
     scope: config.delegated.scope,
     publicBaseUrl: config.delegated.publicBaseUrl,
-    authorityHost: config.identity.authorityHost,
     async onConnected(mailbox, at) {
       tokenCache.invalidate(mailboxTokenKey('delegated', mailbox));
       await health.recordConnected(mailbox, at);

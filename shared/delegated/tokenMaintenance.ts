@@ -3,7 +3,7 @@ import { ensureRelayError } from '../errors.ts';
 import type { MailboxDirectory } from '../mailboxes.ts';
 import type { PendingConsents } from '../oauth/pendingConsents.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
-import type { MailboxTokenProvider } from '../smtp/mailboxTransports.ts';
+import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
 import { type CredentialExpiry, describeCredentialExpiry } from '../tokens/credentialExpiry.ts';
 import { requiresSignIn } from '../tokens/delegatedTokenSource.ts';
 import type { MailboxHealthStore } from './mailboxHealth.ts';

@@ -7,8 +7,8 @@ import type { RelayConfig } from '../config.ts';
 import { ensureRelayError, invalidRequest, type RelayError } from '../errors.ts';
 import { parseSendRequest, senderMailbox } from '../message.ts';
 import { smtpConnectionOptions } from '../smtp/connectionOptions.ts';
-import type { MailboxTokenProvider } from '../smtp/mailboxTransports.ts';
 import { mapSmtpError } from '../smtp/smtpErrors.ts';
+import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
 
 /**
  * "Test connection" for one mailbox, step by step, each failure with what to fix: token acquisition (the

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import { RelayError } from '../errors.ts';
+import { sha256 } from '../sha256.ts';
 import { withStorage } from '../storage/storageErrors.ts';
 
 /**
@@ -70,8 +70,7 @@ interface StatusEntity {
   bodyBlob?: string;
 }
 
-export const callerPartition = (callerName: string) =>
-  createHash('sha256').update(callerName, 'utf8').digest('hex');
+export const callerPartition = (callerName: string) => sha256(callerName);
 
 function toEntity(status: SendStatus): StatusEntity {
   const { id, lastError, leaseUntil, ...rest } = status;

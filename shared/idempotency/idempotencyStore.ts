@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { TableClient } from '@azure/data-tables';
 import { RelayError } from '../errors.ts';
+import { sha256 } from '../sha256.ts';
 import { withStorage } from '../storage/storageErrors.ts';
 
 /**
@@ -48,8 +48,6 @@ interface KeyEntity {
   responseBody?: string;
   responseHeaders?: string;
 }
-
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 /** Checks the header value; returns undefined when absent. */
 export function readIdempotencyKey(value: string | null): string | undefined {

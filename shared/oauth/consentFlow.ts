@@ -1,9 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { invalidRequest, RelayError } from '../errors.ts';
+import { isMailboxAddress } from '../mailAddress.ts';
 import { consentCallbackUrl, type MailboxDirectory } from '../mailboxes.ts';
+import { sha256 } from '../sha256.ts';
 import type { DelegatedClients } from '../tokens/delegatedTokenSource.ts';
-import { aadstsCodeOf, mapIdentityError } from '../tokens/identityErrors.ts';
-import { type PendingConsents, pendingConsentLifetimeSeconds, sha256Hex } from './pendingConsents.ts';
+import { aadstsCodeOf } from '../tokens/identityErrors.ts';
+import { type PendingConsents, pendingConsentLifetimeSeconds } from './pendingConsents.ts';
 
 /**
  * Connecting a delegated mailbox: the authorization code flow with PKCE, as a confidential client.
@@ -52,14 +54,10 @@ export interface ConsentFlowOptions {
   pending: PendingConsents;
   scope: string;
   publicBaseUrl: string;
-  /** For error messages about the identity provider. */
-  authorityHost: string;
   /** Called once a mailbox is connected: record health, drop tokens cached for the old sign-in. */
   onConnected(mailbox: string, at: Date): Promise<void>;
   now?: () => number;
 }
-
-const mailboxPattern = /^[^@\s*]+@[^@\s*]+\.[^@\s*]+$/;
 
 function randomUrlSafe(bytes: number): string {
   return randomBytes(bytes).toString('base64url');
@@ -70,11 +68,11 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
   const now = options.now ?? Date.now;
   const redirectUri = consentCallbackUrl(options.publicBaseUrl);
   const secureCookie = options.publicBaseUrl.startsWith('https:');
-  const cookieName = (state: string) => `relay-consent-${sha256Hex(state).slice(0, 16)}`;
+  const cookieName = (state: string) => `relay-consent-${sha256(state).slice(0, 16)}`;
 
   function validMailbox(value: string | null): string {
     const mailbox = value?.trim().toLowerCase() ?? '';
-    if (mailbox === '' || mailbox.length > 254 || !mailboxPattern.test(mailbox)) {
+    if (mailbox === '' || mailbox.length > 254 || !isMailboxAddress(mailbox)) {
       throw invalidRequest([
         {
           field: 'mailbox',
@@ -103,7 +101,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         mailbox,
         codeVerifier,
         nonce,
-        browserBindingSha256: sha256Hex(browserBinding),
+        browserBindingSha256: sha256(browserBinding),
         expiresAt: now() + pendingConsentLifetimeSeconds * 1000,
       });
       const client = await clients.clientFor(mailbox);
@@ -112,7 +110,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
           scopes: [scope, ...consentScopes],
           redirectUri,
           responseMode: 'query',
-          codeChallenge: createHash('sha256').update(codeVerifier).digest('base64url'),
+          codeChallenge: sha256(codeVerifier, 'base64url'),
           codeChallengeMethod: 'S256',
           state,
           nonce,
@@ -120,7 +118,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
           prompt: 'select_account',
         })
         .catch((error: unknown) => {
-          throw mapIdentityError(error, { authorityHost: options.authorityHost });
+          throw clients.mapError(error);
         });
       // MSAL leaves login_hint out when prompt is select_account; Entra honours both together (the picker
       // opens with the mailbox pre-selected), and the mailbox is what must sign in.
@@ -175,7 +173,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         return {
           kind: 'exchange_failed',
           mailbox,
-          failure: mapIdentityError(exchangeError, { authorityHost: options.authorityHost }),
+          failure: clients.mapError(exchangeError),
         };
       }
       if (signedInAs.toLowerCase() !== mailbox) {

@@ -1,6 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import { mailboxTag } from '../secrets/secretNames.ts';
+import { sha256 } from '../sha256.ts';
 
 /**
  * A consent that was started and not yet completed: which mailbox, the PKCE verifier, the nonce, and a
@@ -33,12 +34,8 @@ export interface PendingConsents {
   deleteExpired(): Promise<number>;
 }
 
-export function sha256Hex(value: string): string {
-  return createHash('sha256').update(value, 'utf8').digest('hex');
-}
-
 export function pendingConsentName(state: string): string {
-  return `${pendingConsentPurpose}-${sha256Hex(state).slice(0, 40)}`;
+  return `${pendingConsentPurpose}-${sha256(state).slice(0, 40)}`;
 }
 
 export function createPendingConsents(
@@ -74,7 +71,7 @@ export function createPendingConsents(
           return { status: 'expired' };
         }
         // A wrong cookie does not consume the state: the browser that started the consent may still finish it.
-        if (browserBinding === undefined || !sameHex(sha256Hex(browserBinding), pending.browserBindingSha256))
+        if (browserBinding === undefined || !sameHex(sha256(browserBinding), pending.browserBindingSha256))
           return { status: 'other_browser' };
         await secrets.deleteSecret(name);
         return { status: 'accepted', pending };

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256 } from '../sha256.ts';
 
 /**
  * Key Vault secret names allow only letters, digits and `-` (at most 127). A mailbox address is turned
@@ -9,7 +9,7 @@ export const mailboxTag = 'mailbox';
 
 export function mailboxSecretName(purpose: string, mailboxAddress: string): string {
   const address = mailboxAddress.trim().toLowerCase();
-  const digest = createHash('sha256').update(address, 'utf8').digest('hex').slice(0, 12);
+  const digest = sha256(address).slice(0, 12);
   const slug = address
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')

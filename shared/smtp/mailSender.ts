@@ -1,7 +1,8 @@
 import type { SendMailOptions } from 'nodemailer';
 import type { RelayConfig } from '../config.ts';
 import { redactSecrets } from '../redact.ts';
-import type { MailboxTokenProvider, MailboxTransports } from './mailboxTransports.ts';
+import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
+import type { MailboxTransports } from './mailboxTransports.ts';
 import { isTokenRejected, mapSmtpError, type SmtpFailure } from './smtpErrors.ts';
 
 /**

@@ -1,7 +1,7 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer/lib/smtp-pool';
 import type { RelayConfig } from '../config.ts';
-import type { ReusableToken, TokenRequestOptions } from '../tokens/accessToken.ts';
+import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
 import { smtpConnectionOptions } from './connectionOptions.ts';
 
 /**
@@ -10,8 +10,6 @@ import { smtpConnectionOptions } from './connectionOptions.ts';
  * pool never opens more than the configured maximum; further sends queue inside nodemailer's pool.
  * Each new connection asks the relay's token cache for a token through nodemailer's provisionCallback.
  */
-export type MailboxTokenProvider = (mailbox: string, options: TokenRequestOptions) => Promise<ReusableToken>;
-
 export type MailboxTransport = Transporter<SMTPPoolSentMessageInfo, SMTPPoolOptions>;
 
 export interface MailboxTransports {

@@ -16,3 +16,9 @@ export interface TokenRequestOptions {
 
 /** Gets a token for one sender mailbox. App-only and delegated sending are two such sources. */
 export type TokenSource = (mailbox: string, options: TokenRequestOptions) => Promise<AccessToken>;
+
+/**
+ * What the transports and the token maintenance ask: a token for a sender mailbox, from the source its mode
+ * names, reused from the shared cache until `renewAfter` (mailboxTokens.ts builds it).
+ */
+export type MailboxTokenProvider = (mailbox: string, options: TokenRequestOptions) => Promise<ReusableToken>;

@@ -2,7 +2,7 @@ import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { AccessToken, TokenSource } from './accessToken.ts';
-import { mapIdentityError } from './identityErrors.ts';
+import { credentialKindOf } from './credentialKinds.ts';
 import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 import { createConfidentialClients } from './msalClient.ts';
 
@@ -39,23 +39,15 @@ export function createAppOnlyTokenSource(
     try {
       return await requestToken(options.forceRefresh);
     } catch (error) {
-      const mapped = mapIdentityError(error, {
-        authorityHost: identity.authorityHost,
-        credentialType: identity.credentialType,
-      });
-      if (mapped.code !== 'client_secret_invalid' && mapped.code !== 'client_certificate_invalid')
-        throw mapped;
+      const mapped = clients.mapError(error);
+      const { stored } = credentialKindOf(identity);
+      if (stored === undefined || mapped.code !== stored.refusedRule) throw mapped;
       // The cached credential may be one an administrator has just rotated: read it afresh once.
-      secrets.invalidate(
-        identity.credentialType === 'secret' ? identity.clientSecretName : identity.clientCertificateName,
-      );
+      secrets.invalidate(stored.secretName(identity));
       try {
         return await requestToken(true);
       } catch (retryError) {
-        throw mapIdentityError(retryError, {
-          authorityHost: identity.authorityHost,
-          credentialType: identity.credentialType,
-        });
+        throw clients.mapError(retryError);
       }
     }
   };

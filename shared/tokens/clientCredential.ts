@@ -1,6 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { NodeAuthOptions } from '@azure/msal-node';
-import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import { type ClientAssertionSource, createManagedIdentityAssertion } from './managedIdentityAssertion.ts';
@@ -10,7 +9,19 @@ import { type ClientAssertionSource, createManagedIdentityAssertion } from './ma
  * certificate stored as PEM holding the private key and the certificate (the format Key Vault exports
  * for PEM certificates). The thumbprint is computed from the certificate, so nobody has to copy it by hand.
  * A federated credential reads nothing from the store: MSAL asks the assertion source for each token request.
+ * credentialKinds.ts says which of these loaders each RELAY_CREDENTIAL_TYPE uses.
  */
+/**
+ * The identity settings the loaders read; RelayConfig['identity'] has them all. Stated here rather than
+ * picked from RelayConfig because the configuration's credential-type parser is made from credentialKinds.
+ */
+export interface CredentialSettings {
+  clientSecretName: string;
+  clientCertificateName: string;
+  managedIdentityClientId: string | undefined;
+  federatedTokenAudience: string;
+}
+
 export type ClientCredential = Pick<
   NodeAuthOptions,
   'clientSecret' | 'clientCertificate' | 'clientAssertion'
@@ -20,28 +31,26 @@ export type ClientCredential = Pick<
   expiresOn: Date | undefined;
 };
 
-export async function loadClientCredential(
-  identity: RelayConfig['identity'],
+/** The app's client secret, as stored under RELAY_CLIENT_SECRET_NAME. */
+export async function loadClientSecret(
+  identity: CredentialSettings,
   secrets: SecretStore,
-  federatedAssertion?: ClientAssertionSource,
 ): Promise<ClientCredential> {
-  if (identity.credentialType === 'federated') {
-    return {
-      clientAssertion: federatedAssertion ?? defaultFederatedAssertion(identity),
-      fingerprint: 'federated',
-      expiresOn: undefined,
-    };
-  }
-  if (identity.credentialType === 'secret') {
-    const secret = await secrets.getSecret(identity.clientSecretName);
-    if (secret === undefined || secret.value.trim() === '')
-      throw credentialMissing(identity.clientSecretName, secrets.kind, 'client secret');
-    return {
-      clientSecret: secret.value.trim(),
-      fingerprint: `secret:${secret.updatedOn?.getTime() ?? 0}:${secret.value.length}`,
-      expiresOn: secret.expiresOn,
-    };
-  }
+  const secret = await secrets.getSecret(identity.clientSecretName);
+  if (secret === undefined || secret.value.trim() === '')
+    throw credentialMissing(identity.clientSecretName, secrets.kind, 'client secret');
+  return {
+    clientSecret: secret.value.trim(),
+    fingerprint: `secret:${secret.updatedOn?.getTime() ?? 0}:${secret.value.length}`,
+    expiresOn: secret.expiresOn,
+  };
+}
+
+/** The app's certificate with its private key, as PEM stored under RELAY_CLIENT_CERTIFICATE_NAME. */
+export async function loadClientCertificate(
+  identity: CredentialSettings,
+  secrets: SecretStore,
+): Promise<ClientCredential> {
   const stored = await secrets.getSecret(identity.clientCertificateName);
   if (stored === undefined)
     throw credentialMissing(
@@ -50,6 +59,19 @@ export async function loadClientCredential(
       'certificate (PEM with private key)',
     );
   return parseCertificateCredential(stored.value, identity.clientCertificateName, stored.expiresOn);
+}
+
+/** The managed identity's token as the client assertion; nothing is read from the store. */
+export async function federatedClientCredential(
+  identity: CredentialSettings,
+  _secrets: SecretStore,
+  federatedAssertion?: ClientAssertionSource,
+): Promise<ClientCredential> {
+  return {
+    clientAssertion: federatedAssertion ?? defaultFederatedAssertion(identity),
+    fingerprint: 'federated',
+    expiresOn: undefined,
+  };
 }
 
 export function parseCertificateCredential(
@@ -98,9 +120,9 @@ function credentialMissing(name: string, store: string, what: string): RelayErro
 
 // One managed-identity assertion source per configuration, shared by the app-only and delegated clients
 // and the status report, so the identity's token is fetched and cached once.
-const federatedAssertions = new WeakMap<RelayConfig['identity'], ClientAssertionSource>();
+const federatedAssertions = new WeakMap<CredentialSettings, ClientAssertionSource>();
 
-function defaultFederatedAssertion(identity: RelayConfig['identity']): ClientAssertionSource {
+function defaultFederatedAssertion(identity: CredentialSettings): ClientAssertionSource {
   let assertion = federatedAssertions.get(identity);
   if (assertion === undefined) {
     assertion = createManagedIdentityAssertion(identity);

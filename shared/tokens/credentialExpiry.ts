@@ -1,7 +1,7 @@
 import type { RelayConfig } from '../config.ts';
 import { ensureRelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
-import { loadClientCredential } from './clientCredential.ts';
+import { credentialKindOf } from './credentialKinds.ts';
 
 /**
  * How long the app's client secret or certificate has left: the secret's expiresOn in the store (set it
@@ -25,13 +25,13 @@ export async function describeCredentialExpiry(
   secrets: SecretStore,
   now: number = Date.now(),
 ): Promise<CredentialExpiry> {
-  // A federated credential is the managed identity's own token: no secret exists that could expire.
-  if (identity.credentialType === 'federated') return { type: 'federated' };
-  const secretName =
-    identity.credentialType === 'secret' ? identity.clientSecretName : identity.clientCertificateName;
+  const kind = credentialKindOf(identity);
+  // Nothing stored (a federated credential is the managed identity's own token): nothing can expire.
+  if (kind.stored === undefined) return { type: identity.credentialType };
+  const secretName = kind.stored.secretName(identity);
   const base = { type: identity.credentialType, secretName };
   try {
-    const credential = await loadClientCredential(identity, secrets);
+    const credential = await kind.load(identity, secrets);
     if (credential.expiresOn === undefined) {
       return {
         ...base,

@@ -4,7 +4,7 @@ import { RelayError } from '../errors.ts';
 import type { MailboxDirectory } from '../mailboxes.ts';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { TokenSource } from './accessToken.ts';
-import { mapIdentityError, needsConsent } from './identityErrors.ts';
+import { type IdentityErrorMapper, needsConsent } from './identityErrors.ts';
 import { createConfidentialClients } from './msalClient.ts';
 import { createTokenCachePlugin, tokenCacheSecretName } from './tokenCachePlugin.ts';
 
@@ -20,6 +20,8 @@ export interface DelegatedClients {
   clientFor(mailbox: string): Promise<ConfidentialClientApplication>;
   /** A client with fresh in-memory state over the same store, for one code exchange. */
   newClientFor(mailbox: string): Promise<ConfidentialClientApplication>;
+  /** What these clients' token requests threw, as a RelayError for the app's credential type. */
+  mapError: IdentityErrorMapper;
 }
 
 export function createDelegatedClients(
@@ -37,6 +39,7 @@ export function createDelegatedClients(
     newClientFor(mailbox) {
       return clients.newClient(cachePluginFor(mailbox.toLowerCase()));
     },
+    mapError: clients.mapError,
   };
 }
 
@@ -53,9 +56,8 @@ export function createDelegatedTokenSource(options: {
   scope: string;
   secrets: CachedSecretStore;
   directory: MailboxDirectory;
-  authorityHost: string;
 }): TokenSource {
-  const { clients, scope, secrets, directory, authorityHost } = options;
+  const { clients, scope, secrets, directory } = options;
 
   return async (mailbox, { forceRefresh }) => {
     try {
@@ -70,7 +72,7 @@ export function createDelegatedTokenSource(options: {
       }
       return { accessToken: result.accessToken, expiresOn: result.expiresOn };
     } catch (error) {
-      const mapped = mapIdentityError(error, { authorityHost });
+      const mapped = clients.mapError(error);
       if (!needsConsent(mapped)) throw mapped;
       // Another instance may reconnect the mailbox: the next attempt reads the stored cache afresh.
       secrets.invalidate(tokenCacheSecretName(mailbox));

@@ -1,6 +1,7 @@
-import type { CredentialType } from '../config.ts';
+import type { RelayConfig } from '../config.ts';
 import { type ErrorCode, errorCodes } from '../errorCodes.ts';
 import { RelayError } from '../errors.ts';
+import { type CredentialType, credentialKinds } from './credentialKinds.ts';
 
 /**
  * Turns what Entra ID (through MSAL) answered into errors a person can act on. MSAL 7 no longer re-exports
@@ -14,8 +15,16 @@ interface AadstsRule {
   code: ErrorCode;
   /** Needs the mailbox owner (or an admin) to sign in again through /api/oauth/start. */
   needsConsent?: boolean;
-  /** The rule applies only when the app signs in with this credential type (same AADSTS, other cause). */
-  credentialType?: CredentialType;
+}
+
+/**
+ * Rules a credential kind claims (credentialKinds.ts) apply only when the app signs in with that kind: the
+ * same AADSTS code has another cause for another kind. Every other rule applies to all.
+ */
+const kindSpecificRules = new Set(Object.values(credentialKinds).flatMap((kind) => kind.aadstsRules));
+
+function ruleApplies(rule: AadstsRule, credentialType: CredentialType): boolean {
+  return !kindSpecificRules.has(rule.code) || credentialKinds[credentialType].aadstsRules.includes(rule.code);
 }
 
 export const aadstsRules: AadstsRule[] = [
@@ -24,7 +33,6 @@ export const aadstsRules: AadstsRule[] = [
   {
     codes: [70021, 700211, 700212, 700213, 50013, 700027, 700024],
     code: 'federated_credential_invalid',
-    credentialType: 'federated',
   },
   { codes: [7000215], code: 'client_secret_invalid' },
   { codes: [7000222], code: 'client_secret_expired' },
@@ -63,9 +71,23 @@ export function needsConsent(error: RelayError): boolean {
   );
 }
 
+/** Maps what MSAL threw for one app identity; made once per identity by identityErrorMapper. */
+export type IdentityErrorMapper = (error: unknown) => RelayError;
+
+/**
+ * The mapping bound to the app's identity: the same AADSTS code means a different thing per credential
+ * type (700027 is a refused certificate or a refused federated assertion), so the type is fixed here, once,
+ * for every flow that talks to Entra as this app (client credentials, code redemption, refresh).
+ */
+export function identityErrorMapper(
+  identity: Pick<RelayConfig['identity'], 'authorityHost' | 'credentialType'>,
+): IdentityErrorMapper {
+  return (error) => mapIdentityError(error, identity);
+}
+
 export function mapIdentityError(
   error: unknown,
-  context: { authorityHost: string; credentialType?: CredentialType },
+  context: { authorityHost: string; credentialType: CredentialType },
 ): RelayError {
   if (error instanceof RelayError) return error;
   const candidate = error as MsalLikeError | null;
@@ -81,9 +103,7 @@ export function mapIdentityError(
     aadsts === undefined
       ? undefined
       : aadstsRules.find(
-          (entry) =>
-            entry.codes.includes(aadsts) &&
-            (entry.credentialType === undefined || entry.credentialType === context.credentialType),
+          (entry) => entry.codes.includes(aadsts) && ruleApplies(entry, context.credentialType),
         );
   if (rule !== undefined) {
     // The title says what was refused; the message adds the AADSTS code Entra ID answered with.

@@ -1,6 +1,5 @@
 import type { MailboxMode } from '../config.ts';
-import type { MailboxTokenProvider } from '../smtp/mailboxTransports.ts';
-import type { TokenSource } from './accessToken.ts';
+import type { MailboxTokenProvider, TokenSource } from './accessToken.ts';
 import type { TokenCache } from './tokenCache.ts';
 
 /**

@@ -2,14 +2,16 @@ import type { ConfidentialClientApplication, ICachePlugin } from '@azure/msal-no
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
-import { type ClientCredential, loadClientCredential } from './clientCredential.ts';
+import type { ClientCredential } from './clientCredential.ts';
+import { credentialKindOf } from './credentialKinds.ts';
+import { type IdentityErrorMapper, identityErrorMapper } from './identityErrors.ts';
 import { loadMsal } from './loadMsal.ts';
 import type { ClientAssertionSource } from './managedIdentityAssertion.ts';
 
 /**
  * Builds MSAL's confidential client for delegated mailboxes: the configured authority, the app's credential
  * from the secret store, and the mailbox's persisted token cache. Every MSAL credential field the loaded
- * credential carries is passed on, so a new credential kind added in clientCredential.ts works here too.
+ * credential carries is passed on, so a new credential kind added in credentialKinds.ts works here too.
  */
 export async function createConfidentialClient(
   identity: RelayConfig['identity'],
@@ -58,6 +60,8 @@ export interface ConfidentialClients {
   clientFor(key: string, cachePlugin?: () => ICachePlugin): Promise<ConfidentialClientApplication>;
   /** A client with fresh in-memory state, not kept (e.g. for one authorization-code exchange). */
   newClient(cachePlugin?: ICachePlugin): Promise<ConfidentialClientApplication>;
+  /** Turns what these clients' requests threw into a RelayError, knowing the app's credential type. */
+  mapError: IdentityErrorMapper;
 }
 
 export function createConfidentialClients(
@@ -65,10 +69,11 @@ export function createConfidentialClients(
   secrets: SecretStore,
   federatedAssertion?: ClientAssertionSource,
 ): ConfidentialClients {
+  const loadCredential = () => credentialKindOf(identity).load(identity, secrets, federatedAssertion);
   const kept = new Map<string, { fingerprint: string; application: ConfidentialClientApplication }>();
   return {
     async clientFor(key, cachePlugin) {
-      const credential = await loadClientCredential(identity, secrets, federatedAssertion);
+      const credential = await loadCredential();
       const existing = kept.get(key);
       if (existing?.fingerprint === credential.fingerprint) return existing.application;
       const application = await createConfidentialClient(identity, credential, cachePlugin?.());
@@ -76,8 +81,9 @@ export function createConfidentialClients(
       return application;
     },
     async newClient(cachePlugin) {
-      const credential = await loadClientCredential(identity, secrets, federatedAssertion);
+      const credential = await loadCredential();
       return createConfidentialClient(identity, credential, cachePlugin);
     },
+    mapError: identityErrorMapper(identity),
   };
 }

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bindHttp } from '../../functions/register.ts';
 import { send } from '../../functions/send.ts';
+import { createRuntime } from '../../shared/runtime.ts';
+import { createFileSecretStore } from '../../shared/secrets/fileSecretStore.ts';
 import { createTestCertificate } from '../peers/testCertificate.ts';
 import {
   appClientId,
@@ -73,5 +75,25 @@ describe('certificate credential', () => {
     expect((response.jsonBody as { error: { code: string } }).error.code).toBe(
       'client_certificate_unreadable',
     );
+  });
+
+  it('uses a certificate rotated in the store as soon as Entra refuses the cached one', async () => {
+    const pem = (pair: { key: string; cert: string }) => `${pair.key}\n${pair.cert}`;
+    await harness.secrets.setSecret('relay-client-certificate', pem(certificate));
+    const before = createRuntime(harness.config, harness.secrets);
+    await before.tokens('alerts@contoso.com', { forceRefresh: true });
+    before.close();
+
+    // An administrator rotates: Entra knows only the new certificate, and the store holds it, but this
+    // process still has the old one cached for RELAY_SECRET_CACHE_SECONDS.
+    const rotated = await createTestCertificate({ commonName: 'm365-mail-relay-rotated' });
+    harness.identity.registerClient({ clientId: appClientId, certificatePem: rotated.cert });
+    await createFileSecretStore(harness.secretsPath).setSecret('relay-client-certificate', pem(rotated));
+    const after = createRuntime(harness.config, harness.secrets);
+    const token = await after.tokens('alerts@contoso.com', { forceRefresh: true });
+    after.close();
+
+    expect(token.accessToken).not.toBe('');
+    expect(harness.identity.tokenRequests.slice(-2).map((request) => request.status)).toEqual([401, 200]);
   });
 });

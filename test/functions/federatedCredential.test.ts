@@ -4,6 +4,7 @@ import { send as sendFunction } from '../../functions/send.ts';
 import { loadConfig } from '../../shared/config.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import { describeCredentialExpiry } from '../../shared/tokens/credentialExpiry.ts';
+import { submitSignInForm } from '../peers/identityPeer.ts';
 import { type ManagedIdentityPeer, startManagedIdentityPeer } from '../peers/managedIdentityPeer.ts';
 import {
   appClientId,
@@ -149,5 +150,78 @@ describe('federated credential (managed identity as the app credential)', () => 
     expect(await describeCredentialExpiry(runtime.config.identity, harness.secrets)).toEqual({
       type: 'federated',
     });
+  });
+});
+
+describe("a federated app's delegated mailboxes", () => {
+  const mailbox = 'shared@contoso.com';
+  const delegatedSettings = { RELAY_MAILBOXES: JSON.stringify([{ address: mailbox, mode: 'delegated' }]) };
+  /** What Entra answers when the managed identity's token has expired by the time it is presented. */
+  const assertionExpired = {
+    status: 401,
+    error: 'invalid_client',
+    error_description: 'AADSTS700024: Client assertion is not within its valid time range.',
+    error_codes: [700024],
+  };
+
+  /** Opens the consent URL, signs in as the mailbox on the identity peer's page, and completes the callback. */
+  async function connect(runtime: Runtime) {
+    const started = await runtime.consent.start(mailbox);
+    const callback = await submitSignInForm(started.authorizeUrl, { username: mailbox });
+    return runtime.consent.complete(
+      callback.searchParams,
+      new Map([[started.cookie.name, started.cookie.value]]),
+    );
+  }
+
+  it('blames the federated credential when Entra refuses it while redeeming the sign-in code', async () => {
+    trustManagedIdentity();
+    harness.identity.registerUser({ username: mailbox });
+    const runtime = freshRuntime(delegatedSettings);
+    harness.identity.failNext(assertionExpired);
+
+    const outcome = await connect(runtime);
+
+    expect(outcome).toMatchObject({
+      kind: 'exchange_failed',
+      failure: { code: 'federated_credential_invalid', details: { aadsts: 'AADSTS700024' } },
+    });
+    expect(harness.identity.tokenRequests.at(-1)).toMatchObject({
+      grantType: 'authorization_code',
+      status: 401,
+    });
+  });
+
+  it('blames the federated credential when Entra refuses it on a delegated refresh', async () => {
+    trustManagedIdentity();
+    harness.identity.registerUser({ username: mailbox });
+    const runtime = freshRuntime(delegatedSettings);
+    expect(await connect(runtime)).toMatchObject({ kind: 'connected' });
+
+    harness.identity.failNext(assertionExpired);
+    const expired = await runtime.maintenance.refreshAll();
+    // The app registration stops trusting the identity: Entra's own answer, from the peer's checks.
+    trustManagedIdentity('00000000-0000-0000-0000-00000000dead');
+    const untrusted = await runtime.maintenance.refreshAll();
+
+    expect(expired.mailboxes).toEqual([
+      {
+        mailbox,
+        ok: false,
+        code: 'federated_credential_invalid',
+        aadsts: 'AADSTS700024',
+        needsConsent: false,
+      },
+    ]);
+    expect(untrusted.mailboxes).toEqual([
+      {
+        mailbox,
+        ok: false,
+        code: 'federated_credential_invalid',
+        aadsts: 'AADSTS700213',
+        needsConsent: false,
+      },
+    ]);
+    expect(harness.identity.tokenRequests.at(-1)).toMatchObject({ grantType: 'refresh_token', status: 401 });
   });
 });

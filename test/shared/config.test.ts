@@ -1,6 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, settingDefaults, settingNames } from '../../shared/config.ts';
+import {
+  allSettings,
+  ConfigError,
+  loadConfig,
+  type Setting,
+  settingDefaults,
+  settingNames,
+} from '../../shared/config.ts';
 
 const sample = JSON.parse(
   readFileSync(new URL('../../local.settings.sample.json', import.meta.url), 'utf8'),
@@ -8,6 +15,12 @@ const sample = JSON.parse(
   Values: Record<string, string>;
 };
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+/** The README row a setting's declaration makes; a cell's `|` is escaped as GitHub tables need. */
+function readmeRow(declared: Setting): string {
+  const defaultCell = declared.default === undefined ? '(none)' : `\`${declared.default}\``;
+  return `| \`${declared.name}\` | ${defaultCell} | ${declared.description.replaceAll('|', '\\|')} |`;
+}
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
@@ -33,14 +46,22 @@ describe('configuration', () => {
     expect(() => loadConfig(sample.Values)).not.toThrow();
   });
 
-  it('lists every setting in local.settings.sample.json and in the README, and nothing else', () => {
-    const sampleRelaySettings = Object.keys(sample.Values).filter((name) => name.startsWith('RELAY_'));
-    expect(new Set(sampleRelaySettings)).toEqual(new Set(settingNames));
-    for (const name of settingNames) expect(readme, `README documents ${name}`).toContain(`\`${name}\``);
+  it('documents every setting in the README with its declared default and description, and nothing else', () => {
+    const readmeRows = readme.split('\n').filter((line) => line.startsWith('| `RELAY_'));
+    // On failure, the expected rows are the README's settings table to paste.
+    expect(readmeRows.join('\n')).toBe(allSettings.map(readmeRow).join('\n'));
   });
 
-  it('never uses names that @azure/identity reads itself', () => {
-    for (const name of settingNames) expect(name.startsWith('AZURE_')).toBe(false);
+  it('lists every setting in local.settings.sample.json with its default, and nothing else', () => {
+    const sampleRelaySettings = Object.keys(sample.Values).filter((name) => name.startsWith('RELAY_'));
+    expect(new Set(sampleRelaySettings)).toEqual(new Set(settingNames));
+    for (const [name, value] of Object.entries(settingDefaults))
+      expect(sample.Values[name], name).toBe(value);
+  });
+
+  it('declares each setting once, under a RELAY_ name that @azure/identity does not read itself', () => {
+    expect(new Set(settingNames).size).toBe(settingNames.length);
+    for (const name of settingNames) expect(name).toMatch(/^RELAY_[A-Z0-9_]+(__[a-zA-Z]+)?$/);
   });
 
   it('names each bad setting and why', () => {
@@ -67,15 +88,26 @@ describe('configuration', () => {
     ]);
   });
 
+  it('takes a sender or mailbox only in the address form a send request accepts', () => {
+    const callers = (senders: string[]) =>
+      JSON.stringify([{ name: 'app', keySha256: 'a'.repeat(64), senders }]);
+    const mailboxes = (address: string) => JSON.stringify([{ address, mode: 'delegated' }]);
+    expect(problemsOf({ RELAY_CALLERS: callers(['*', '*@contoso.com', 'Ops@Contoso.com']) })).toEqual([]);
+    expect(problemsOf({ RELAY_MAILBOXES: mailboxes('reports@contoso.com') })).toEqual([]);
+    // Never a valid from address, so such a rule could never match a message.
+    for (const sender of ['ops@localhost', 'a<b@contoso.com', 'ops*@contoso.com', '*@', '*@contoso'])
+      expect(problemsOf({ RELAY_CALLERS: callers([sender]) }), sender).toEqual([
+        'RELAY_CALLERS at 0.senders.0: must be an address, *@domain or *',
+      ]);
+    for (const address of ['ops@localhost', '*@contoso.com', 'a,b@contoso.com'])
+      expect(problemsOf({ RELAY_MAILBOXES: mailboxes(address) }), address).toEqual([
+        'RELAY_MAILBOXES at 0.address: must be a mailbox address',
+      ]);
+  });
+
   it('refuses an extra CA file that cannot be read', () => {
     expect(problemsOf({ RELAY_SMTP_EXTRA_CA: '/nonexistent/ca.pem' })).toEqual([
       expect.stringContaining('RELAY_SMTP_EXTRA_CA: cannot read the file /nonexistent/ca.pem'),
     ]);
-  });
-
-  it('keeps defaults in one place', () => {
-    for (const [name, value] of Object.entries(settingDefaults)) {
-      if (name !== 'RELAY_CALLERS') expect(sample.Values[name], name).toBe(value);
-    }
   });
 });

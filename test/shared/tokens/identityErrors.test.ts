@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mapIdentityError } from '../../../shared/tokens/identityErrors.ts';
+import { type CredentialKind, credentialKinds } from '../../../shared/tokens/credentialKinds.ts';
+import { aadstsRules, mapIdentityError } from '../../../shared/tokens/identityErrors.ts';
 
 /** MSAL's ServerError shape: the AADSTS code is in errorMessage. */
 function entraRefusal(aadsts: number): Record<string, unknown> {
@@ -32,5 +33,24 @@ describe('mapIdentityError', () => {
     expect(mapIdentityError(entraRefusal(700213), { authorityHost, credentialType: 'secret' }).code).toBe(
       'token_request_failed',
     );
+  });
+
+  it('blames only the credential the app signs in with', () => {
+    expect(mapIdentityError(entraRefusal(700027), { authorityHost, credentialType: 'secret' }).code).toBe(
+      'token_request_failed',
+    );
+    expect(
+      mapIdentityError(entraRefusal(7000215), { authorityHost, credentialType: 'certificate' }).code,
+    ).toBe('token_request_failed');
+  });
+
+  it('lets each credential kind claim only rules of the identity table, and no rule twice', () => {
+    const claimed = Object.values(credentialKinds).flatMap((kind) => kind.aadstsRules);
+    const ruleCodes = aadstsRules.map((rule) => rule.code);
+    for (const code of claimed) expect(ruleCodes, code).toContain(code);
+    expect(new Set(claimed).size).toBe(claimed.length);
+    // Re-reading a stored credential is for a refusal of that credential.
+    for (const kind of Object.values(credentialKinds) as CredentialKind[])
+      if (kind.stored !== undefined) expect(kind.aadstsRules).toContain(kind.stored.refusedRule);
   });
 });

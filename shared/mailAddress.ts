@@ -1,0 +1,20 @@
+/**
+ * The one definition of an email address (addr-spec) for the send request, the configuration and the
+ * consent URL: local@domain.tld with no whitespace, no second `@`, and none of the characters that delimit
+ * addresses in a header (`<>()[]\,;:"`), so a value that passes is exactly one address and nothing else.
+ */
+export const mailAddressPattern = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+\.[^\s@<>()[\]\\,;:".]+$/u;
+
+/**
+ * A mailbox the relay is told about (a caller's sender, a mailbox rule, a mailbox to connect): an address
+ * without `*`, which configuration keeps for wildcards. A sent message's own addresses may hold `*`
+ * (RFC 5322 allows it in the local part).
+ */
+export function isMailboxAddress(value: string): boolean {
+  return mailAddressPattern.test(value) && !value.includes('*');
+}
+
+/** `*@domain`: every mailbox at a domain an address could have (every domain has a postmaster, RFC 5321 4.5.1). */
+export function isDomainWildcard(value: string): boolean {
+  return value.startsWith('*@') && isMailboxAddress(`postmaster${value.slice(1)}`);
+}
