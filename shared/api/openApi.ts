@@ -57,7 +57,7 @@ function securityOf(route: ApiRoute): Record<string, string[]>[] {
 }
 
 /** `send/{id:guid}` -> `/api/send/{id}` and its path parameters. */
-export function openApiPath(route: string, routePrefix: string): { path: string; parameters: string[] } {
+function openApiPath(route: string, routePrefix: string): { path: string; parameters: string[] } {
   const parameters: string[] = [];
   const path = route.replace(/\{([A-Za-z0-9_]+)(?::[^}]*)?\??\}/g, (_match, name: string) => {
     parameters.push(name);

@@ -215,7 +215,7 @@ export const queueFunctions = {
 export type QueueFunctionName = keyof typeof queueFunctions;
 
 /** `send/{id}` with `{ id: 'abc' }` -> `send/abc`: a route filled in, below the route prefix. */
-export function fillRoute(route: string, parameters: Record<string, string>): string {
+function fillRoute(route: string, parameters: Record<string, string>): string {
   return route.replace(/\{([A-Za-z0-9_]+)(?::[^}]*)?\??\}/g, (_match, name: string) =>
     encodeURIComponent(parameters[name] ?? ''),
   );

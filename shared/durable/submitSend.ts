@@ -61,7 +61,7 @@ export function createSendSubmitter(
   };
 }
 
-export interface SubmitOptions {
+interface SubmitOptions {
   idempotencyKey: string | undefined;
   respondAsync: boolean;
   statusUrl: (id: string) => string;
@@ -76,7 +76,7 @@ export interface SubmitDependencies {
 export type SendResponse = StoredResponse;
 
 /** RFC 7240: `Prefer: respond-async` (possibly among other preferences such as `wait=10`). */
-export function prefersAsync(prefer: string | null): boolean {
+function prefersAsync(prefer: string | null): boolean {
   if (prefer === null) return false;
   return prefer
     .split(/[,;]/)
@@ -89,12 +89,12 @@ export function prefersAsync(prefer: string | null): boolean {
  * send, the body itself. Taken out while the body is in hand, so a synchronous send does not keep a
  * request's JSON (with its base64 attachments) alive while it waits for SMTP.
  */
-export interface SubmitPayload {
+interface SubmitPayload {
   fingerprint: string | undefined;
   queuedBody: unknown;
 }
 
-export function submitPayload(
+function submitPayload(
   body: unknown,
   options: Pick<SubmitOptions, 'idempotencyKey' | 'respondAsync'>,
 ): SubmitPayload {
@@ -104,7 +104,7 @@ export function submitPayload(
   };
 }
 
-export async function submitSend(
+async function submitSend(
   deps: SubmitDependencies,
   caller: Caller,
   request: SendRequest,
