@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import type { ColdStartResult } from './coldStart.ts';
@@ -120,4 +121,14 @@ export function report(result: BenchReport): void {
     console.log('Smoke run: it proves the script works; with so few messages the figures mean little.');
   }
   console.log(JSON.stringify(result, null, 2));
+  // A full run's figures are kept where they can be compared run to run; a smoke run's mean little.
+  if (result.settings.smoke !== true) {
+    const latest = new URL('results/latest.json', import.meta.url);
+    mkdirSync(new URL('.', latest), { recursive: true });
+    writeFileSync(
+      latest,
+      `${JSON.stringify({ measuredAt: new Date().toISOString(), ...result }, null, 2)}\n`,
+    );
+    console.log(`Figures written to bench/results/latest.json`);
+  }
 }
