@@ -1,4 +1,5 @@
 import type { RelayConfig } from '../config.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import {
   type ClientCredential,
@@ -31,7 +32,7 @@ export interface CredentialKind {
      * The identity rule meaning Entra does not know the stored value: the cached copy may be one an
      * administrator has just rotated, so the store is read again once before the error is reported.
      */
-    refusedRule: string;
+    refusedRule: ErrorCode;
   };
   /** Reads the credential and shapes it for MSAL; its expiresOn is what the status report warns about. */
   load(
@@ -43,7 +44,7 @@ export interface CredentialKind {
    * The identity-table rules (shared/tokens/identityErrors.ts, by relay code) that apply only to this kind:
    * Entra answers AADSTS700027/700024 for a refused certificate and a refused federated assertion alike.
    */
-  aadstsRules: readonly string[];
+  aadstsRules: readonly ErrorCode[];
 }
 
 export const credentialKinds = {

@@ -21,10 +21,13 @@ interface AadstsRule {
  * Rules a credential kind claims (credentialKinds.ts) apply only when the app signs in with that kind: the
  * same AADSTS code has another cause for another kind. Every other rule applies to all.
  */
-const kindSpecificRules = new Set(Object.values(credentialKinds).flatMap((kind) => kind.aadstsRules));
+const kindSpecificRules = new Set<ErrorCode>(
+  Object.values(credentialKinds).flatMap((kind): readonly ErrorCode[] => kind.aadstsRules),
+);
 
 function ruleApplies(rule: AadstsRule, credentialType: CredentialType): boolean {
-  return !kindSpecificRules.has(rule.code) || credentialKinds[credentialType].aadstsRules.includes(rule.code);
+  const claimed: readonly ErrorCode[] = credentialKinds[credentialType].aadstsRules;
+  return !kindSpecificRules.has(rule.code) || claimed.includes(rule.code);
 }
 
 export const aadstsRules: AadstsRule[] = [
