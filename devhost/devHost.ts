@@ -5,22 +5,11 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import functions, { type Cookie, type InvocationContext, type Timer } from '@azure/functions';
 import { Cron } from 'croner';
-import {
-  type FunctionApp,
-  httpHandler,
-  queueHandler,
-  type RuntimeSource,
-  timerHandler,
-} from '../functions/register.ts';
+import type { RelayHttpHandler } from '../functions/httpEdge.ts';
+import { type FunctionApp, httpHandler, type RuntimeSource, triggerHandler } from '../functions/register.ts';
 import { type HostSettings, hostSettings, prefixedPath } from '../shared/api/hostJson.ts';
-import {
-  httpRoutes,
-  queueFunctions,
-  type RouteName,
-  type TimerName,
-  timerFunctions,
-} from '../shared/api/routes.ts';
-import { loadConfig } from '../shared/config.ts';
+import { httpRoutes, queueFunctions, type RouteName } from '../shared/api/routes.ts';
+import { poisonQueueOf } from '../shared/storage/relayStorage.ts';
 import { createQueueListener, type QueueListener } from './queueListener.ts';
 
 // @azure/functions is CommonJS, and Node's named-export detection misses its classes.
@@ -59,10 +48,11 @@ interface CompiledRoute {
   method: string;
   pattern: RegExp;
   parameterNames: string[];
+  handle: RelayHttpHandler;
 }
 
 /** A Functions route template (`send/{id}`, `{id:guid}`, `{id?}`, `{*rest}`) as a regular expression. */
-function compileRoute(name: RouteName, routePrefix: string): CompiledRoute {
+function compileRoute(name: RouteName, routePrefix: string, handle: RelayHttpHandler): CompiledRoute {
   const { route, method } = httpRoutes[name];
   const parameterNames: string[] = [];
   const escaped = prefixedPath(route, routePrefix)
@@ -75,7 +65,7 @@ function compileRoute(name: RouteName, routePrefix: string): CompiledRoute {
       return parameter[3] === '?' ? `${value}?` : value;
     })
     .join('');
-  return { name, method, pattern: new RegExp(`^${escaped}/?$`, 'i'), parameterNames };
+  return { name, method, pattern: new RegExp(`^${escaped}/?$`, 'i'), parameterNames, handle };
 }
 
 function serializeCookie(cookie: Cookie): string {
@@ -103,27 +93,12 @@ function contextFor(functionName: string, log: DevHostOptions['log'], invocation
   });
 }
 
-/** A timer's schedule from the relay's settings; with settings that do not load, the default one. */
-async function scheduleOf(
-  name: TimerName,
-  runtime: RuntimeSource,
-  log: DevHostOptions['log'],
-): Promise<string> {
-  const { schedule } = timerFunctions[name];
-  try {
-    return schedule((await runtime()).config);
-  } catch (error) {
-    log?.(
-      `warning: [${name}] settings do not load (${error instanceof Error ? error.message : 'error'}); default schedule`,
-    );
-    return schedule(loadConfig({}));
-  }
-}
-
 export async function startDevHost(options: DevHostOptions): Promise<DevHost> {
   const settings = options.settings ?? hostSettings();
   const log = options.log;
-  const routes = [...options.functionApp.http.keys()].map((name) => compileRoute(name, settings.routePrefix));
+  const routes = [...options.functionApp.http].map(([name, hosted]) =>
+    compileRoute(name, settings.routePrefix, httpHandler(hosted, options.runtime)),
+  );
   let invocations = 0;
 
   async function serve(incoming: IncomingMessage, outgoing: ServerResponse): Promise<void> {
@@ -156,11 +131,7 @@ export async function startDevHost(options: DevHostOptions): Promise<DevHost> {
       ...(body === undefined ? {} : { body: { bytes: body } }),
     });
     invocations += 1;
-    const hosted = options.functionApp.http.get(route.name);
-    if (hosted === undefined) throw new Error(`${route.name} is not registered`);
-    const response = new HttpResponse(
-      await httpHandler(hosted, options.runtime)(request, contextFor(route.name, log, invocations)),
-    );
+    const response = new HttpResponse(await route.handle(request, contextFor(route.name, log, invocations)));
     const raw: Record<string, string | string[]> = Object.fromEntries(response.headers.entries());
     const cookies = response.cookies.map(serializeCookie);
     if (cookies.length > 0) raw['set-cookie'] = cookies;
@@ -188,9 +159,8 @@ export async function startDevHost(options: DevHostOptions): Promise<DevHost> {
   const listening: Promise<void>[] = [];
   let stopping = false;
   if (options.triggers ?? true) {
-    for (const [name, handler] of options.functionApp.timers) {
-      const schedule = await scheduleOf(name, options.runtime, log);
-      const invoke = timerHandler(handler, options.runtime);
+    for (const [name, { handler, schedule }] of options.functionApp.timers) {
+      const invoke = triggerHandler(handler, options.runtime);
       let last = new Date();
       const job = new Cron(schedule, { mode: '6-part', timezone: 'UTC', protect: true }, async () => {
         invocations += 1;
@@ -230,8 +200,8 @@ export async function startDevHost(options: DevHostOptions): Promise<DevHost> {
       const listener = createQueueListener({
         functionName: name,
         queue: storage.queue(queueName),
-        poisonQueue: storage.queue(`${queueName}-poison`),
-        handler: queueHandler(handler, options.runtime),
+        poisonQueue: storage.queue(poisonQueueOf(queueName)),
+        handler: triggerHandler(handler, options.runtime),
         settings: settings.queues,
         ...(log === undefined ? {} : { log }),
       });

@@ -7,22 +7,12 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { functionApp } from '../functions/register.ts';
-import { prefixedPath } from '../shared/api/hostJson.ts';
+import { appRoot, prefixedPath } from '../shared/api/hostJson.ts';
 import { httpRoutes } from '../shared/api/routes.ts';
 import { runtimeFromEnvironment } from '../shared/runtime.ts';
 import { startDevHost } from './devHost.ts';
-
-function appRoot(): string {
-  let directory = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(directory, 'host.json'))) {
-    const parent = dirname(directory);
-    if (parent === directory) throw new Error('host.json not found: run from the function app');
-    directory = parent;
-  }
-  return directory;
-}
 
 function loadLocalSettings(root: string): void {
   const path = join(root, 'local.settings.json');

@@ -3,9 +3,7 @@ import {
   type HttpRequest,
   type HttpResponseInit,
   type InvocationContext,
-  type StorageQueueHandler,
   type Timer,
-  type TimerHandler,
 } from '@azure/functions';
 import {
   httpRoutes,
@@ -28,21 +26,16 @@ import { type RelayHttpHandler, withErrors } from './httpEdge.ts';
  */
 export type RuntimeSource = () => Promise<Runtime>;
 
-export type RelayHttpFunction = (
-  request: HttpRequest,
+/** What a function of this app is: its trigger's input, the relay's runtime and the invocation. */
+export type RelayFunction<Input, Output> = (
+  input: Input,
   runtime: Runtime,
   context: InvocationContext,
-) => Promise<HttpResponseInit>;
-export type RelayTimerFunction = (
-  timer: Timer,
-  runtime: Runtime,
-  context: InvocationContext,
-) => Promise<unknown>;
-export type RelayQueueFunction = (
-  queueItem: unknown,
-  runtime: Runtime,
-  context: InvocationContext,
-) => Promise<void>;
+) => Promise<Output>;
+
+export type RelayHttpFunction = RelayFunction<HttpRequest, HttpResponseInit>;
+export type RelayTimerFunction = RelayFunction<Timer, unknown>;
+export type RelayQueueFunction = RelayFunction<unknown, void>;
 
 /** An HTTP function as any host invokes it: the request, where to get the runtime, the invocation. */
 export type HostedHttpFunction = (
@@ -53,7 +46,8 @@ export type HostedHttpFunction = (
 
 export interface FunctionApp {
   http: Map<RouteName, HostedHttpFunction>;
-  timers: Map<TimerName, RelayTimerFunction>;
+  /** Each timer with the schedule it was registered with (from the settings, as the Functions host has it). */
+  timers: Map<TimerName, { handler: RelayTimerFunction; schedule: string }>;
   queues: Map<QueueFunctionName, RelayQueueFunction>;
 }
 
@@ -83,22 +77,22 @@ export function httpHandler(hosted: HostedHttpFunction, runtime: RuntimeSource):
   return withErrors((request, context) => hosted(request, runtime, context));
 }
 
+function sourceOf(runtime: Runtime | RuntimeSource): RuntimeSource {
+  return typeof runtime === 'function' ? runtime : async () => runtime;
+}
+
 /** For tests and tools: a handler bound to a runtime, answering exactly as it does under a host. */
 export function bindHttp(handler: RelayHttpFunction, runtime: Runtime | RuntimeSource): RelayHttpHandler {
-  return httpHandler(withRuntime(handler), typeof runtime === 'function' ? runtime : async () => runtime);
+  return httpHandler(withRuntime(handler), sourceOf(runtime));
 }
 
-export function timerHandler(handler: RelayTimerFunction, runtime: Runtime | RuntimeSource): TimerHandler {
-  const source = typeof runtime === 'function' ? runtime : async () => runtime;
-  return async (timer, context) => handler(timer, await source(), context);
-}
-
-export function queueHandler(
-  handler: RelayQueueFunction,
+/** A timer or queue function as a host calls it: the runtime fetched per invocation. */
+export function triggerHandler<Input, Output>(
+  handler: RelayFunction<Input, Output>,
   runtime: Runtime | RuntimeSource,
-): StorageQueueHandler {
-  const source = typeof runtime === 'function' ? runtime : async () => runtime;
-  return async (queueItem, context) => handler(queueItem, await source(), context);
+): (input: Input, context: InvocationContext) => Promise<Output> {
+  const source = sourceOf(runtime);
+  return async (input, context) => handler(input, await source(), context);
 }
 
 function hostHttp(name: RouteName, hosted: HostedHttpFunction): void {
@@ -129,15 +123,13 @@ export function registerRuntimeFreeHttp(
 }
 
 export function registerTimer(name: TimerName, handler: RelayTimerFunction): void {
-  functionApp.timers.set(name, handler);
-  app.timer(name, {
-    schedule: timerScheduleFromEnvironment(timerFunctions[name].schedule),
-    handler: timerHandler(handler, runtimeFromEnvironment),
-  });
+  const schedule = timerScheduleFromEnvironment(timerFunctions[name].schedule);
+  functionApp.timers.set(name, { handler, schedule });
+  app.timer(name, { schedule, handler: triggerHandler(handler, runtimeFromEnvironment) });
 }
 
 export function registerQueue(name: QueueFunctionName, handler: RelayQueueFunction): void {
   functionApp.queues.set(name, handler);
   const { queueName, connection } = queueFunctions[name];
-  app.storageQueue(name, { queueName, connection, handler: queueHandler(handler, runtimeFromEnvironment) });
+  app.storageQueue(name, { queueName, connection, handler: triggerHandler(handler, runtimeFromEnvironment) });
 }

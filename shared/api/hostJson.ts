@@ -61,22 +61,21 @@ export function parseHostJson(text: string): HostSettings {
   };
 }
 
-/** The app root's host.json: the nearest one above this file, from the sources and from dist/ alike. */
-function findHostJson(): string {
+/** The function app's root, where host.json is: the nearest one above this file, from the sources and dist/ alike. */
+export function appRoot(): string {
   let directory = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(directory, 'host.json');
-    if (existsSync(candidate)) return candidate;
+  while (!existsSync(join(directory, 'host.json'))) {
     const parent = dirname(directory);
     if (parent === directory) throw new Error('host.json not found above shared/api');
     directory = parent;
   }
+  return directory;
 }
 
 let hostSettingsOnce: HostSettings | undefined;
 
 export function hostSettings(): HostSettings {
-  hostSettingsOnce ??= parseHostJson(readFileSync(findHostJson(), 'utf8'));
+  hostSettingsOnce ??= parseHostJson(readFileSync(join(appRoot(), 'host.json'), 'utf8'));
   return hostSettingsOnce;
 }
 

@@ -13,7 +13,9 @@ import { managedIdentityCredential } from '../tokens/managedIdentityAssertion.ts
  * host.json name them too; `<queue>-poison` is the Functions host's own naming for poison messages.
  */
 export const sendQueueName = 'relay-send';
-export const poisonQueueName = `${sendQueueName}-poison`;
+/** The Functions host's name for a queue's poison queue. */
+export const poisonQueueOf = (queueName: string) => `${queueName}-poison`;
+export const poisonQueueName = poisonQueueOf(sendQueueName);
 export const bodyContainerName = 'relay-send-bodies';
 export const statusTableName = 'RelaySendStatus';
 export const idempotencyTableName = 'RelayIdempotency';

@@ -2,7 +2,7 @@ import type { HttpResponseInit } from '@azure/functions';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueueListener } from '../../devhost/queueListener.ts';
-import { bindHttp, queueHandler } from '../../functions/register.ts';
+import { bindHttp, triggerHandler } from '../../functions/register.ts';
 import { send } from '../../functions/send.ts';
 import { sendQueued } from '../../functions/sendQueued.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
@@ -59,7 +59,7 @@ async function queueAndDrain(runtime: Runtime, subject: string) {
     functionName: 'sendQueued',
     queue: runtime.storage.sendQueue,
     poisonQueue: runtime.storage.poisonQueue,
-    handler: queueHandler(sendQueued, runtime),
+    handler: triggerHandler(sendQueued, runtime),
     settings: { visibilityTimeoutSeconds: 0, maxPollingIntervalSeconds: 0.05 },
   });
   await driver.runUntil(async () => {

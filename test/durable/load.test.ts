@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createQueueListener } from '../../devhost/queueListener.ts';
-import { bindHttp, queueHandler } from '../../functions/register.ts';
+import { bindHttp, triggerHandler } from '../../functions/register.ts';
 import { send } from '../../functions/send.ts';
 import { sendQueued } from '../../functions/sendQueued.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
@@ -85,7 +85,7 @@ it(`delivers ${MESSAGES} queued messages over 5 mailboxes exactly once, within t
     functionName: 'sendQueued',
     queue: harness.runtime.storage.sendQueue,
     poisonQueue: harness.runtime.storage.poisonQueue,
-    handler: queueHandler(sendQueued, harness.runtime),
+    handler: triggerHandler(sendQueued, harness.runtime),
     // Azurite's in-memory queue scans every message on each receive, so fewer, larger receives (32, the
     // host's maximum batchSize) keep the emulator from being the bottleneck. host.json keeps 8/4.
     settings: {

@@ -9,7 +9,7 @@ import { type DevHost, startDevHost } from '../../devhost/devHost.ts';
 // Imported for their registrations: the development host serves the consent routes to a real browser.
 import '../../functions/oauthCallback.ts';
 import '../../functions/oauthStart.ts';
-import { bindHttp, functionApp, timerHandler } from '../../functions/register.ts';
+import { bindHttp, functionApp, triggerHandler } from '../../functions/register.ts';
 import { send as sendFunction } from '../../functions/send.ts';
 import { status as statusFunction } from '../../functions/status.ts';
 import { tokenRefresh } from '../../functions/tokenRefresh.ts';
@@ -145,7 +145,7 @@ async function runTimer(): Promise<string[]> {
     schedule: { adjustForDST: true },
     scheduleStatus: { last: at, next: at, lastUpdated: at },
   };
-  await timerHandler(tokenRefresh, harness.runtime)(timer, context);
+  await triggerHandler(tokenRefresh, harness.runtime)(timer, context);
   return lines;
 }
 

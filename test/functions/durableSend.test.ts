@@ -2,7 +2,7 @@ import type { HttpResponseInit } from '@azure/functions';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueueListener, type QueueListener } from '../../devhost/queueListener.ts';
-import { bindHttp, queueHandler } from '../../functions/register.ts';
+import { bindHttp, triggerHandler } from '../../functions/register.ts';
 import { send } from '../../functions/send.ts';
 import { sendQueued } from '../../functions/sendQueued.ts';
 import { sendStatus } from '../../functions/sendStatus.ts';
@@ -58,7 +58,7 @@ function driverFor(runtime: Runtime): QueueListener {
     functionName: 'sendQueued',
     queue: runtime.storage.sendQueue,
     poisonQueue: runtime.storage.poisonQueue,
-    handler: queueHandler(sendQueued, runtime),
+    handler: triggerHandler(sendQueued, runtime),
     settings: { visibilityTimeoutSeconds: 0, maxPollingIntervalSeconds: 0.05 },
   });
 }
