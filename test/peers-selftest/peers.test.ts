@@ -6,7 +6,7 @@ import { ConfidentialClientApplication, CryptoProvider } from '@azure/msal-node'
 import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
 import type { NodemailerError } from 'nodemailer/lib/errors';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type IdentityPeer, startIdentityPeer, submitSignInForm } from '../peers/identityPeer.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import { type SmtpPeer, startSmtpPeer } from '../peers/smtpPeer.ts';
@@ -28,14 +28,36 @@ async function rejectionOf(promise: Promise<unknown>): Promise<NodemailerError> 
   throw new Error('Expected the promise to reject');
 }
 
-function smtpTransport(peer: SmtpPeer, accessToken: string, host = peer.host) {
+function smtpTransport(peer: SmtpPeer, accessToken: string, host = peer.host, user = MAILBOX) {
   return nodemailer.createTransport({
     host,
     port: peer.port,
     secure: false,
     requireTLS: true,
-    auth: { type: 'OAuth2', user: MAILBOX, accessToken },
+    auth: { type: 'OAuth2', user, accessToken },
   });
+}
+
+/** One pooled connection, which stays logged in after a message until the pool is closed. */
+function pooledSmtpTransport(peer: SmtpPeer, user = MAILBOX) {
+  return nodemailer.createTransport({
+    pool: true,
+    maxConnections: 1,
+    host: peer.host,
+    port: peer.port,
+    secure: false,
+    requireTLS: true,
+    auth: { type: 'OAuth2', user, accessToken: 'pooled-token' },
+  });
+}
+
+/** Exchange Online's reply, word for word, to a From the login holds no right on. */
+function sendAsDeniedResponse(authUser: string, from: string): string {
+  return (
+    `554 5.2.252 SendAsDenied; ${authUser} not allowed to send as ${from}; ` +
+    'STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; ' +
+    'Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message.'
+  );
 }
 
 /** Speaks SMTP by hand, to send what nodemailer never would (AUTH before STARTTLS, MAIL before AUTH). */
@@ -204,6 +226,217 @@ describe('smtp peer with nodemailer over STARTTLS + XOAUTH2', () => {
     await expect(smtp.waitForMessages(1, 50)).rejects.toThrow(
       'SMTP peer received 0 of 1 expected message(s) within 50 ms',
     );
+  });
+});
+
+describe('smtp peer send rights (checked after DATA) and per-mailbox limits, as Exchange Online has them', () => {
+  const SHARED_MAILBOX = 'shared@contoso.com';
+  const MANAGER = 'manager@contoso.com';
+  let smtp: SmtpPeer;
+
+  beforeAll(async () => {
+    smtp = await startSmtpPeer();
+  });
+
+  afterAll(async () => {
+    await smtp.close();
+  });
+
+  beforeEach(() => {
+    smtp.revokeSendRights();
+    smtp.reset();
+  });
+
+  /** Sends one message as MAILBOX with these From and Sender headers; resolves with the error, if any. */
+  async function sendWithOriginators(from: string | { name: string; address: string }, sender?: string) {
+    const transport = smtpTransport(smtp, 'token-for-relay');
+    try {
+      await transport.sendMail({ from, sender, to: 'alice@example.com', text: 'x' });
+      return undefined;
+    } catch (error) {
+      return error as NodemailerError;
+    } finally {
+      transport.close();
+    }
+  }
+
+  it('refuses a From other than the login with 554 5.2.252 after the whole message, and keeps nothing', async () => {
+    const error = await sendWithOriginators('ceo@contoso.com');
+
+    // EMESSAGE: nodemailer had sent the message and the terminating dot before the refusal came.
+    expect(error).toMatchObject({
+      code: 'EMESSAGE',
+      command: 'DATA',
+      responseCode: 554,
+      response: sendAsDeniedResponse(MAILBOX, 'ceo@contoso.com'),
+      permanent: true,
+    });
+    expect(smtp.messages).toHaveLength(0);
+    expect(smtp.messagesByUser.size).toBe(0);
+    expect(smtp.sendAsRefusals).toEqual([{ authUser: MAILBOX, from: 'ceo@contoso.com' }]);
+  });
+
+  it('accepts a From the login holds Send As on, unless Sender names someone other than the From', async () => {
+    smtp.grantSendAs(MAILBOX, SHARED_MAILBOX);
+
+    const withoutSender = await sendWithOriginators({ name: 'Shared, Team', address: SHARED_MAILBOX });
+    const senderIsFrom = await sendWithOriginators(SHARED_MAILBOX, SHARED_MAILBOX);
+    const senderIsLogin = await sendWithOriginators(SHARED_MAILBOX, MAILBOX);
+
+    expect(withoutSender).toBeUndefined();
+    expect(senderIsFrom).toBeUndefined();
+    expect(senderIsLogin?.response).toBe(sendAsDeniedResponse(MAILBOX, SHARED_MAILBOX));
+    expect(smtp.messages.map((message) => message.authUser)).toEqual([MAILBOX, MAILBOX]);
+    expect(smtp.sendAsRefusals).toEqual([{ authUser: MAILBOX, from: SHARED_MAILBOX, sender: MAILBOX }]);
+  });
+
+  it('takes grants from its options case-insensitively, keeps them across reset, and revokes them all', async () => {
+    const configured = await startSmtpPeer({
+      sendAs: { 'Relay@Contoso.onmicrosoft.com': ['Shared@Contoso.com'] },
+    });
+    const send = () =>
+      smtpTransport(configured, 'token-for-relay').sendMail({
+        from: 'SHARED@contoso.com',
+        to: 'alice@example.com',
+        text: 'x',
+      });
+
+    await send();
+    configured.reset();
+    await send();
+    configured.revokeSendRights();
+    const error = await rejectionOf(send());
+    await configured.close();
+
+    expect(configured.messages).toHaveLength(1);
+    expect(error.responseCode).toBe(554);
+    expect(configured.sendAsRefusals).toEqual([{ authUser: MAILBOX, from: 'SHARED@contoso.com' }]);
+  });
+
+  it('accepts on behalf only with a Sender header naming the login and an on-behalf grant', async () => {
+    const beforeGrant = await sendWithOriginators(MANAGER, MAILBOX);
+    smtp.grantSendOnBehalf(MAILBOX, MANAGER);
+    const onBehalf = await sendWithOriginators(MANAGER, MAILBOX);
+    const withoutSender = await sendWithOriginators(MANAGER);
+    const senderIsSomeoneElse = await sendWithOriginators(MANAGER, 'assistant@contoso.com');
+
+    expect(onBehalf).toBeUndefined();
+    for (const refused of [beforeGrant, withoutSender, senderIsSomeoneElse]) {
+      expect(refused?.response).toBe(sendAsDeniedResponse(MAILBOX, MANAGER));
+    }
+    expect(smtp.messages).toHaveLength(1);
+    const kept = await simpleParser(smtp.messages[0]?.raw ?? Buffer.alloc(0));
+    expect(kept.from?.value).toEqual([{ address: MANAGER, name: '' }]);
+    expect(kept.headers.get('sender')).toMatchObject({ value: [{ address: MAILBOX, name: '' }] });
+    expect(smtp.sendAsRefusals).toEqual([
+      { authUser: MAILBOX, from: MANAGER, sender: MAILBOX },
+      { authUser: MAILBOX, from: MANAGER },
+      { authUser: MAILBOX, from: MANAGER, sender: 'assistant@contoso.com' },
+    ]);
+  });
+
+  it('reads From and Sender through encoded words, quoted commas, folded lines and header case, not the body', async () => {
+    smtp.grantSendOnBehalf(MAILBOX, MANAGER);
+    const transport = smtpTransport(smtp, 'token-for-relay');
+    const sendRaw = (headers: string, body = 'x') =>
+      transport.sendMail({
+        envelope: { from: MAILBOX, to: ['alice@example.com'] },
+        raw: `${headers}\r\nTo: alice@example.com\r\nSubject: originators\r\n\r\n${body}\r\n`,
+      });
+
+    await sendRaw('FROM: =?utf-8?Q?Gr=C3=BC=C3=9Fe_vom_Relay?=\r\n <RELAY@contoso.onmicrosoft.com>');
+    await sendRaw(`From: "Doe, Jane" <${MANAGER}>\r\nsender: "Relay, Ops"\r\n\t<${MAILBOX}>`);
+    const loginAsDisplayName = await rejectionOf(sendRaw(`From: "${MAILBOX}" <ceo@contoso.com>`));
+    // On behalf of MANAGER would be granted, but a Sender line in the body is not a header.
+    const senderInBody = await rejectionOf(sendRaw(`From: ${MANAGER}`, `Sender: ${MAILBOX}`));
+    transport.close();
+
+    expect(smtp.messages).toHaveLength(2);
+    expect(loginAsDisplayName.response).toBe(sendAsDeniedResponse(MAILBOX, 'ceo@contoso.com'));
+    expect(senderInBody.response).toBe(sendAsDeniedResponse(MAILBOX, MANAGER));
+    expect(smtp.sendAsRefusals).toEqual([
+      { authUser: MAILBOX, from: 'ceo@contoso.com' },
+      { authUser: MAILBOX, from: MANAGER },
+    ]);
+  });
+
+  it('lets a scripted DATA reply win over the send-rights check', async () => {
+    smtp.replyNext({ stage: 'data', code: 451, message: '4.7.0 Temporary server error' });
+
+    const error = await sendWithOriginators('ceo@contoso.com');
+
+    expect(error?.response).toBe('451 4.7.0 Temporary server error');
+    expect(smtp.sendAsRefusals).toEqual([]);
+  });
+
+  it('counts accepted messages and successful logins per authenticated mailbox, in lower case', async () => {
+    const secondMailbox = 'Second@Contoso.onmicrosoft.com';
+    const pool = pooledSmtpTransport(smtp);
+    await Promise.all(
+      Array.from({ length: 3 }, (_, index) =>
+        pool.sendMail({ from: MAILBOX, to: `user${index}@example.com`, text: `message ${index}` }),
+      ),
+    );
+    pool.close();
+    const second = smtpTransport(smtp, 'token-for-second', smtp.host, secondMailbox);
+    await second.sendMail({ from: secondMailbox, to: 'alice@example.com', text: 'x' });
+    await rejectionOf(second.sendMail({ from: 'ceo@contoso.com', to: 'alice@example.com', text: 'x' }));
+    smtp.replyNext({ stage: 'auth', code: 535, message: '5.7.3 Authentication unsuccessful' });
+    await rejectionOf(second.sendMail({ from: secondMailbox, to: 'alice@example.com', text: 'x' }));
+    second.close();
+    await smtp.waitForNoOpenConnections();
+
+    expect(smtp.messagesByUser).toEqual(
+      new Map([
+        [MAILBOX, 3],
+        ['second@contoso.onmicrosoft.com', 1],
+      ]),
+    );
+    // The pool logged in once for three messages; the refused message still needed its own login.
+    expect(smtp.loginsByUser).toEqual(
+      new Map([
+        [MAILBOX, 1],
+        ['second@contoso.onmicrosoft.com', 2],
+      ]),
+    );
+    smtp.reset();
+    expect(smtp.messagesByUser.size).toBe(0);
+    expect(smtp.loginsByUser.size).toBe(0);
+  });
+
+  it('answers a 4th concurrent login of one mailbox with 432 4.3.2 when limited to 3 sessions', async () => {
+    const limited = await startSmtpPeer({ maxSessionsPerUser: 3 });
+    const pools = Array.from({ length: 3 }, () => pooledSmtpTransport(limited));
+    // Each pool keeps its connection logged in after the message, so three sessions stay open.
+    await Promise.all(
+      pools.map((pool, index) =>
+        pool.sendMail({ from: MAILBOX, to: `user${index}@example.com`, text: `message ${index}` }),
+      ),
+    );
+    const sendAlone = (user: string) => {
+      const transport = smtpTransport(limited, 'token-for-relay', limited.host, user);
+      return transport
+        .sendMail({ from: user, to: 'alice@example.com', text: 'x' })
+        .finally(() => transport.close());
+    };
+
+    const fourth = await rejectionOf(sendAlone(MAILBOX));
+    await sendAlone('other@contoso.onmicrosoft.com');
+    for (const pool of pools) pool.close();
+    await limited.waitForNoOpenConnections();
+    await sendAlone(MAILBOX);
+    await limited.close();
+
+    expect(fourth).toMatchObject({
+      code: 'EAUTH',
+      responseCode: 432,
+      response: '432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded',
+    });
+    expect(limited.throttledLogins).toBe(1);
+    expect(limited.peakOpenConnectionsByUser.get(MAILBOX)).toBe(3);
+    expect(limited.loginsByUser.get(MAILBOX)).toBe(4);
+    expect(limited.authAttempts.filter((attempt) => !attempt.accepted)).toHaveLength(1);
+    expect(limited.messagesByUser.get(MAILBOX)).toBe(4);
   });
 });
 

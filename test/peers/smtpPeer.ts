@@ -1,5 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
+import addressparser from 'nodemailer/lib/addressparser';
 import {
   SMTPServer,
   type SMTPServerAuthentication,
@@ -13,7 +14,9 @@ import { sharedTestCertificate, type TestCertificate } from './testCertificate.t
 /**
  * A loopback stand-in for smtp.office365.com:587: STARTTLS is offered, AUTH XOAUTH2 is only accepted on a
  * TLS connection, and MAIL/RCPT/DATA are refused until the client has authenticated, as Exchange Online does.
- * Faults are scripted per SMTP stage with the exact reply code and text Exchange sends.
+ * Faults are scripted per SMTP stage with the exact reply code and text Exchange sends. Like Exchange, it refuses
+ * a message whose From header names a mailbox the login holds no Send As or Send on Behalf right on, and a
+ * login beyond the per-mailbox session limit.
  */
 
 /** The SMTP stages whose replies a test can script. */
@@ -52,8 +55,22 @@ export interface ReceivedMessage {
 export interface SmtpAuthAttempt {
   user: string;
   accessToken: string;
+  /** False for a refused token, a scripted AUTH reply, and a login over `maxSessionsPerUser`. */
   accepted: boolean;
 }
+
+/** A message answered 554 5.2.252 SendAsDenied because the login may not send as its From address. */
+export interface SendAsRefusal {
+  /** The XOAUTH2 user name of the login, as the client sent it. */
+  authUser: string;
+  /** The From address the login holds no right on. */
+  from: string;
+  /** The address of the Sender header, when the message had one. */
+  sender?: string;
+}
+
+/** Per trustee (the mailbox that logs in): the addresses it holds a right on. */
+export type SendRightGrants = Record<string, string[]>;
 
 export interface SmtpPeerOptions {
   /** Defaults to the process-wide sharedTestCertificate(), which the vitest setup file trusts. */
@@ -62,6 +79,15 @@ export interface SmtpPeerOptions {
   authorize?: (user: string, accessToken: string) => boolean | Promise<boolean>;
   /** The SIZE advertised in EHLO, and the limit DATA enforces. Defaults to Exchange Online's 150 MiB. */
   sizeLimitBytes?: number;
+  /** Send As rights: a login may put these addresses in From. Mailboxes compare case-insensitively. */
+  sendAs?: SendRightGrants;
+  /** Send on Behalf rights: a login may put these addresses in From when Sender names the login itself. */
+  sendOnBehalf?: SendRightGrants;
+  /**
+   * Authenticated sessions one mailbox may hold open at once; a login beyond it is answered 432 4.3.2.
+   * Exchange Online allows 3. No limit by default.
+   */
+  maxSessionsPerUser?: number;
 }
 
 export interface SmtpPeer {
@@ -75,6 +101,20 @@ export interface SmtpPeer {
   readonly peakOpenConnections: number;
   /** Per XOAUTH2 user: the highest number of authenticated connections that were open at the same time. */
   readonly peakOpenConnectionsByUser: Map<string, number>;
+  /** Per authenticated mailbox (lower case): the messages accepted from its logins. */
+  readonly messagesByUser: Map<string, number>;
+  /** Per mailbox (lower case): the successful XOAUTH2 logins. */
+  readonly loginsByUser: Map<string, number>;
+  /** Logins answered 432 4.3.2 because the mailbox already held `maxSessionsPerUser` sessions. */
+  readonly throttledLogins: number;
+  /** Messages refused with 554 5.2.252 SendAsDenied, in the order they arrived. */
+  readonly sendAsRefusals: SendAsRefusal[];
+  /** Lets `trustee` send with `address` in From. */
+  grantSendAs(trustee: string, address: string): void;
+  /** Lets `trustee` send with `address` in From and itself in Sender. */
+  grantSendOnBehalf(trustee: string, address: string): void;
+  /** Takes away every Send As and Send on Behalf right, the configured ones included. */
+  revokeSendRights(): void;
   /** Queues a reply for the next command(s) of a stage; replies of one stage are used in the order queued. */
   replyNext(reply: ScriptedSmtpReply): void;
   /** Delays every MAIL, RCPT and DATA answer by this many milliseconds, to imitate a remote server. */
@@ -94,7 +134,10 @@ export interface SmtpPeer {
   waitForMessages(count: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
   /** Resolves once every client connection is closed (the server notices a close asynchronously). */
   waitForNoOpenConnections(timeoutMs?: number): Promise<void>;
-  /** Forgets recorded messages, attempts, counters and scripts; open connections stay counted as open. */
+  /**
+   * Forgets recorded messages, attempts, refusals, counters and scripts; open connections stay counted as
+   * open. Send rights and the session limit stay: they are configuration, not records.
+   */
   reset(): void;
   close(): Promise<void>;
 }
@@ -109,6 +152,22 @@ const MESSAGE_TOO_LARGE: SmtpReply = {
   code: 552,
   message: '5.3.4 Message size exceeds fixed maximum message size',
 };
+/** Exchange Online's answer to the 4th concurrent session of one mailbox. */
+const SENDER_THREAD_LIMIT_EXCEEDED: SmtpReply = {
+  code: 432,
+  message: '4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded',
+};
+
+/** Exchange Online's answer, after the whole DATA, to a From the login holds no right on. */
+function sendAsDenied(authUser: string, from: string): SmtpReply {
+  return {
+    code: 554,
+    message:
+      `5.2.252 SendAsDenied; ${authUser} not allowed to send as ${from}; ` +
+      'STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; ' +
+      'Failed to process message due to a permanent exception with message [BeginDiagnosticData]Cannot submit message.',
+  };
+}
 
 interface SmtpReply {
   code: number;
@@ -126,6 +185,62 @@ function smtpError(reply: SmtpReply): SMTPServerError {
   // err.response. Enhanced status codes stay hidden (smtp-server's default) so it adds no second x.y.z.
   error.responseCode = reply.code;
   return error;
+}
+
+/** Exchange resolves addresses to mailboxes without regard to case. */
+function mailboxKey(address: string): string {
+  return address.trim().toLowerCase();
+}
+
+function addGrant(grants: Map<string, Set<string>>, trustee: string, address: string): void {
+  const addresses = grants.get(mailboxKey(trustee)) ?? new Set<string>();
+  addresses.add(mailboxKey(address));
+  grants.set(mailboxKey(trustee), addresses);
+}
+
+function grantsFrom(configured: SendRightGrants = {}): Map<string, Set<string>> {
+  const grants = new Map<string, Set<string>>();
+  for (const [trustee, addresses] of Object.entries(configured)) {
+    for (const address of addresses) addGrant(grants, trustee, address);
+  }
+  return grants;
+}
+
+interface OriginatorHeaders {
+  /** Every mailbox of the From header (RFC 5322 allows several authors); empty without a From header. */
+  authors: string[];
+  /** The mailbox of the Sender header, if there is one. */
+  sender: string | undefined;
+}
+
+/** The header section ends at the first empty line (RFC 5322 section 2.1), which may be the very first. */
+function headerSectionOf(raw: Buffer): Buffer {
+  if (raw[0] === 0x0a || (raw[0] === 0x0d && raw[1] === 0x0a)) return raw.subarray(0, 0);
+  const ends = [raw.indexOf('\n\r\n'), raw.indexOf('\n\n')].filter((index) => index >= 0);
+  return raw.subarray(0, ends.length > 0 ? Math.min(...ends) : raw.length);
+}
+
+/**
+ * Reads From and Sender from the header section only, so a "From:" line in the body counts for nothing.
+ * Folded lines are unfolded first (RFC 5322 section 2.2.3); addressparser then separates the address from
+ * display names, quoted commas, comments and encoded words.
+ */
+function readOriginatorHeaders(raw: Buffer): OriginatorHeaders {
+  const fields = new Map<string, string>();
+  const unfolded = headerSectionOf(raw)
+    .toString('utf8')
+    .replace(/\r?\n(?=[ \t])/g, '');
+  for (const line of unfolded.split(/\r?\n/)) {
+    const field = /^([^:\s]+)\s*:(.*)$/.exec(line);
+    const name = field?.[1]?.toLowerCase();
+    // The first occurrence counts; RFC 5322 allows From and Sender once each.
+    if (name !== undefined && !fields.has(name)) fields.set(name, field?.[2] ?? '');
+  }
+  const mailboxesOf = (name: string): string[] =>
+    addressparser(fields.get(name), { flatten: true })
+      .map((mailbox) => mailbox.address)
+      .filter((address) => address.length > 0);
+  return { authors: mailboxesOf('from'), sender: mailboxesOf('sender')[0] };
 }
 
 function waitForCondition(
@@ -157,10 +272,17 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
   const certificate = options.certificate ?? (await sharedTestCertificate());
   const authorize = options.authorize ?? ((_user: string, accessToken: string) => accessToken.length > 0);
   const sizeLimitBytes = options.sizeLimitBytes ?? EXCHANGE_ONLINE_SIZE_LIMIT_BYTES;
+  const maxSessionsPerUser = options.maxSessionsPerUser ?? Number.POSITIVE_INFINITY;
+  const sendAsGrants = grantsFrom(options.sendAs);
+  const sendOnBehalfGrants = grantsFrom(options.sendOnBehalf);
 
   const messages: ReceivedMessage[] = [];
   const authAttempts: SmtpAuthAttempt[] = [];
   const peakOpenConnectionsByUser = new Map<string, number>();
+  const messagesByUser = new Map<string, number>();
+  const loginsByUser = new Map<string, number>();
+  const sendAsRefusals: SendAsRefusal[] = [];
+  let throttledLogins = 0;
   const scripts = new Map<SmtpStage, SmtpReply[]>();
   const openSessions = new Set<string>();
   const loginsBySession = new Map<string, AuthenticatedLogin>();
@@ -196,9 +318,37 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
   function openAuthenticatedConnections(user: string): number {
     let count = 0;
     for (const login of loginsBySession.values()) {
-      if (login.user === user) count += 1;
+      if (mailboxKey(login.user) === mailboxKey(user)) count += 1;
     }
     return count;
+  }
+
+  function countFor(counts: Map<string, number>, user: string): void {
+    counts.set(mailboxKey(user), (counts.get(mailboxKey(user)) ?? 0) + 1);
+  }
+
+  /** Exchange's rule: the login itself, a Send As right (Sender absent or the author), or on behalf of. */
+  function mayWriteAs(authUser: string, author: string, sender: string | undefined): boolean {
+    const trustee = mailboxKey(authUser);
+    const authorKey = mailboxKey(author);
+    const senderKey = sender === undefined ? undefined : mailboxKey(sender);
+    if (authorKey === trustee) return true;
+    if (sendAsGrants.get(trustee)?.has(authorKey) && (senderKey === undefined || senderKey === authorKey)) {
+      return true;
+    }
+    return senderKey === trustee && (sendOnBehalfGrants.get(trustee)?.has(authorKey) ?? false);
+  }
+
+  /** The SendAsDenied reply for a message its login may not send, recorded; undefined when it may. */
+  function refuseUnlessAllowedToSend(authUser: string, raw: Buffer): SmtpReply | undefined {
+    const { authors, sender } = readOriginatorHeaders(raw);
+    // A message without From claims no one else's identity, so there is nothing to refuse.
+    const refusedAuthor = authors.find((author) => !mayWriteAs(authUser, author, sender));
+    if (refusedAuthor === undefined) return undefined;
+    sendAsRefusals.push(
+      sender === undefined ? { authUser, from: refusedAuthor } : { authUser, from: refusedAuthor, sender },
+    );
+    return sendAsDenied(authUser, refusedAuthor);
   }
 
   /** Answers after the configured latency, so a benchmark sees a remote server's round trips. */
@@ -219,13 +369,27 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
     const accessToken = auth.accessToken ?? '';
     const scripted = takeScriptedReply('auth');
     // smtp-server already refuses AUTH before STARTTLS; checking again keeps the rule visible here.
-    const accepted =
+    const authorized =
       !scripted && session.secure && auth.method === 'XOAUTH2' && (await authorize(user, accessToken));
-    authAttempts.push({ user, accessToken, accepted });
-    if (!accepted) {
+    // Nothing below awaits, so two logins of one mailbox cannot both slip under the session limit.
+    const throttled = authorized && openAuthenticatedConnections(user) >= maxSessionsPerUser;
+    authAttempts.push({ user, accessToken, accepted: authorized && !throttled });
+    if (throttled) {
+      throttledLogins += 1;
+      return SENDER_THREAD_LIMIT_EXCEEDED;
+    }
+    if (!authorized) {
       return scripted ?? AUTH_REFUSED;
     }
-    return { user, accessToken };
+    const login = { user, accessToken };
+    // A client that hung up during the token check holds no session, and must not count against the limit.
+    if (!openSessions.has(session.id)) return login;
+    loginsBySession.set(session.id, login);
+    countFor(loginsByUser, user);
+    const previousPeak = peakOpenConnectionsByUser.get(user) ?? 0;
+    peakOpenConnectionsByUser.set(user, Math.max(previousPeak, openAuthenticatedConnections(user)));
+    changes.emit('change');
+    return login;
   }
 
   const server = new SMTPServer({
@@ -271,11 +435,6 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
             callback(smtpError(outcome));
             return;
           }
-          loginsBySession.set(session.id, outcome);
-          const concurrent = openAuthenticatedConnections(outcome.user);
-          const previousPeak = peakOpenConnectionsByUser.get(outcome.user) ?? 0;
-          peakOpenConnectionsByUser.set(outcome.user, Math.max(previousPeak, concurrent));
-          changes.emit('change');
           callback(null, { user: outcome.user });
         },
         (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
@@ -322,15 +481,23 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
           return;
         }
         const login = loginsBySession.get(session.id);
+        const authUser = login?.user ?? '';
+        const raw = Buffer.concat(chunks);
+        const sendAsRefusal = refuseUnlessAllowedToSend(authUser, raw);
+        if (sendAsRefusal) {
+          answerLater(callback, sendAsRefusal);
+          return;
+        }
         const mailFrom = session.envelope.mailFrom;
         messages.push({
           envelopeFrom: mailFrom ? mailFrom.address : '',
           envelopeTo: session.envelope.rcptTo.map((recipient) => recipient.address),
-          authUser: login?.user ?? '',
+          authUser,
           accessToken: login?.accessToken ?? '',
-          raw: Buffer.concat(chunks),
+          raw,
           receivedAt: Date.now(),
         });
+        countFor(messagesByUser, authUser);
         changes.emit('change');
         if (takeDrop('after-data')) {
           dropConnection(session.id);
@@ -357,6 +524,12 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
     messages,
     authAttempts,
     peakOpenConnectionsByUser,
+    messagesByUser,
+    loginsByUser,
+    sendAsRefusals,
+    get throttledLogins() {
+      return throttledLogins;
+    },
     get connectionCount() {
       return connectionCount;
     },
@@ -373,6 +546,19 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
         queue.push({ code, message });
       }
       scripts.set(stage, queue);
+    },
+
+    grantSendAs(trustee, address) {
+      addGrant(sendAsGrants, trustee, address);
+    },
+
+    grantSendOnBehalf(trustee, address) {
+      addGrant(sendOnBehalfGrants, trustee, address);
+    },
+
+    revokeSendRights() {
+      sendAsGrants.clear();
+      sendOnBehalfGrants.clear();
     },
 
     setCommandLatency(ms) {
@@ -420,6 +606,10 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
       authAttempts.length = 0;
       scripts.clear();
       peakOpenConnectionsByUser.clear();
+      messagesByUser.clear();
+      loginsByUser.clear();
+      sendAsRefusals.length = 0;
+      throttledLogins = 0;
       connectionCount = 0;
       peakOpenConnections = openSessions.size;
       commandLatencyMs = 0;
