@@ -41,6 +41,9 @@ param relayCallers string = '[]'
 @description('RELAY_MAILBOXES: JSON array of { "address", "mode": "app" | "delegated" }.')
 param relayMailboxes string = '[]'
 
+@description('RELAY_SENDER_ROUTES: JSON array of { "from", "signIn": [...], "relation": "sendAs" | "sendOnBehalf" }.')
+param relaySenderRoutes string = '[]'
+
 @description('Exchange Online SMTP AUTH endpoint; smtp.office365.us for GCC High.')
 param smtpHost string = 'smtp.office365.com'
 
@@ -155,6 +158,7 @@ module relay './app/relay.bicep' = {
     credentialType: credentialType
     relayCallers: relayCallers
     relayMailboxes: relayMailboxes
+    relaySenderRoutes: relaySenderRoutes
     smtpHost: smtpHost
     smtpScope: smtpScope
     smtpExtraCa: smtpExtraCa

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { isDomainWildcard, isMailboxAddress } from './mailAddress.ts';
+import { senderRouteProblems } from './senderRoutes.ts';
 import { credentialTypes, describeCredentialTypes } from './tokens/credentialKinds.ts';
 
 /**
@@ -89,6 +90,31 @@ const mailboxRule = z.strictObject({
 });
 
 export type MailboxRule = z.output<typeof mailboxRule>;
+
+/**
+ * How a signed-in mailbox sends as a From address: itself (no route), with Send As, or Send on Behalf
+ * (shared/senderRoutes.ts). A route names one of the last two.
+ */
+export const senderRelations = ['self', 'sendAs', 'sendOnBehalf'] as const;
+
+const senderRouteRule = z.strictObject({
+  /** The From address recipients see: an exact address or `*@domain`, lower-cased. */
+  from: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .refine((from) => isDomainWildcard(from) || isMailboxAddress(from), 'must be an address or *@domain'),
+  /** The mailboxes that sign in for it (a pool when several); each must be listed in RELAY_MAILBOXES. */
+  signIn: z
+    .array(z.string().trim().toLowerCase().refine(isMailboxAddress, 'must be a mailbox address'))
+    .min(1)
+    .max(50)
+    .refine((mailboxes) => new Set(mailboxes).size === mailboxes.length, 'names a mailbox twice'),
+  /** The Exchange right each sign-in mailbox holds on the From address. */
+  relation: z.enum(senderRelations).exclude(['self']),
+});
+
+export type SenderRouteRule = z.output<typeof senderRouteRule>;
 
 function jsonSetting<T extends z.ZodType>(schema: T) {
   return z
@@ -283,6 +309,20 @@ export const relaySettings = {
     description:
       'JSON array of `{ "address", "mode": "app" | "delegated" }`; unlisted senders are sent app-only',
   }),
+  // Addresses sent through another mailbox's sign-in (Send As, Send on Behalf, pools); see shared/senderRoutes.ts.
+  senderRoutes: setting({
+    name: 'RELAY_SENDER_ROUTES',
+    default: '[]',
+    parse: jsonSetting(
+      z
+        .array(senderRouteRule)
+        .refine((rules) => new Set(rules.map((rule) => rule.from)).size === rules.length, {
+          message: 'routes an address twice',
+        }),
+    ),
+    description:
+      'JSON array of `{ "from": "<address>" or "*@<domain>", "signIn": ["<mailbox>", ...], "relation": "sendAs" | "sendOnBehalf" }`; unrouted senders sign in as themselves',
+  }),
   delegated: {
     // The OAuth redirect URI is derived from it, never from request headers.
     publicBaseUrl: setting({
@@ -460,7 +500,10 @@ function parseSection(
 /** Parses every declared setting from `env` (process.env in the app), or fails naming each bad one. */
 export function loadConfig(env: Record<string, string | undefined>): RelayConfig {
   const problems: string[] = [];
-  const config = parseSection(relaySettings, env, problems);
+  const config = parseSection(relaySettings, env, problems) as Partial<RelayConfig>;
+  // Rules that relate two settings, checked once both parsed.
+  if (config.senderRoutes !== undefined && config.mailboxes !== undefined)
+    problems.push(...senderRouteProblems(config.senderRoutes, config.mailboxes));
   if (problems.length > 0) throw new ConfigError(problems);
   // Each place holds what its setting's parser returned, which is what RelayConfig says it holds.
   return config as RelayConfig;

@@ -20,6 +20,8 @@ param credentialType string
 param relayCallers string
 @description('RELAY_MAILBOXES: JSON array of { address, mode } for delegated mailboxes.')
 param relayMailboxes string = '[]'
+@description('RELAY_SENDER_ROUTES: JSON array of { from, signIn, relation } (Send As, Send on Behalf, pools).')
+param relaySenderRoutes string = '[]'
 param smtpHost string
 param smtpScope string
 param smtpExtraCa string
@@ -124,6 +126,7 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
         RELAY_SMTP_EXTRA_CA: smtpExtraCa
         RELAY_CALLERS: relayCallers
         RELAY_MAILBOXES: relayMailboxes
+        RELAY_SENDER_ROUTES: relaySenderRoutes
         // Queued sending and idempotency keys: the same account as the host, signed in as the identity
         // (the account has no shared keys). The queue trigger's connection reads these settings too.
         RELAY_STORAGE_CONNECTION__accountName: storage.name
