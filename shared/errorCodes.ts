@@ -358,9 +358,9 @@ const relayErrorCodes = {
     status: 502,
     area: 'smtp',
     title:
-      'Exchange Online refused to send as this From address: the authenticated mailbox has no Send As right for it.',
+      'Exchange Online refused to send as this From address: the mailbox that signed in has no Send As (or Send on Behalf) right on it.',
     remedy:
-      'Send from the authenticated mailbox itself, or grant the right: Add-RecipientPermission -Identity <from address> -Trustee <mailbox or service principal> -AccessRights SendAs (or Send on Behalf: Set-Mailbox <from> -GrantSendOnBehalfTo <mailbox>).',
+      'Grant the mailbox that signs in the right on the From address (Exchange checks that mailbox, app-only or delegated): Add-RecipientPermission -Identity <from> -Trustee <sign-in mailbox> -AccessRights SendAs, or Set-Mailbox -Identity <from> -GrantSendOnBehalfTo @{Add="<sign-in mailbox>"} for a sendOnBehalf route; the error names both addresses, and npm run exchange-setup prints the commands for every route in RELAY_SENDER_ROUTES.',
   },
   recipient_quota_exceeded: {
     status: 429,

@@ -16,6 +16,7 @@ import { createPendingConsents } from './oauth/pendingConsents.ts';
 import { createRelay, type Relay } from './relay.ts';
 import type { CachedSecretStore } from './secrets/cachedSecretStore.ts';
 import { createSecretStore, defaultAzureCredential } from './secrets/createSecretStore.ts';
+import { createSenderRouter, type SenderRouter } from './senderRoutes.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
 import { createRateLimiter, type RateLimiter } from './smtp/rateLimiter.ts';
@@ -37,6 +38,8 @@ export interface Runtime {
   transports: MailboxTransports;
   relay: Relay;
   mailboxes: MailboxDirectory;
+  /** Which mailbox signs in for each From address (RELAY_SENDER_ROUTES). */
+  senderRouter: SenderRouter;
   /** Connecting delegated mailboxes (/api/oauth/start and /api/oauth/callback). */
   consent: ConsentFlow;
   /** The tokenRefresh timer's work. */
@@ -74,11 +77,13 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
   const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
   const transports = createMailboxTransports(config.smtp, tokens);
   const limiter = createRateLimiter(config.throttle.messagesPerMinute);
-  const relay = createRelay(
-    createMailSender(config.smtp, tokens, transports),
+  const senderRouter = createSenderRouter(config.senderRoutes);
+  const relay = createRelay({
+    mailSender: createMailSender(config.smtp, tokens, transports),
+    router: senderRouter,
     limiter,
-    config.throttle.maxWaitSeconds * 1000,
-  );
+    defaultRateWaitMs: config.throttle.maxWaitSeconds * 1000,
+  });
   // The durable parts (and the three storage SDKs behind them) are built on first use: a synchronous send
   // without an Idempotency-Key never touches storage, and a cold start should not load what it won't use.
   let durable: DurableParts | undefined;
@@ -118,6 +123,7 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
   });
   const statusReporter = createStatusReporter({
     directory: mailboxes,
+    senderRoutes: config.senderRoutes,
     health,
     identity: config.identity,
     secrets,
@@ -128,6 +134,7 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     transports,
     relay,
     mailboxes,
+    senderRouter,
     consent,
     maintenance,
     status: () => statusReporter.report(),

@@ -95,11 +95,28 @@ export function senderRouteProblems(
   return problems;
 }
 
-/** The Exchange Online PowerShell that gives `signIn` the route's right on `from` (the remedy, the setup script). */
-export function grantCommand(relation: SenderRouteRule['relation'], from: string, signIn: string): string {
+/** A PowerShell single-quoted string: nothing inside is expanded, and a quote is written twice. */
+export function powerShellString(value: string): string {
+  return `'${value.replace(/['\u2018-\u201b]/g, (mark) => mark + mark)}'`;
+}
+
+/**
+ * The Exchange Online PowerShell that gives the sign-in mailbox the route's right on the From address (the
+ * remedy of send_as_denied, the connection test, npm run exchange-setup). Both are PowerShell expressions,
+ * so the setup script can pass a loop variable; `grantCommand` quotes plain addresses.
+ */
+export function grantExpression(
+  relation: SenderRouteRule['relation'],
+  fromExpression: string,
+  signInExpression: string,
+): string {
   return relation === 'sendOnBehalf'
-    ? `Set-Mailbox -Identity '${from}' -GrantSendOnBehalfTo @{Add='${signIn}'}`
-    : `Add-RecipientPermission -Identity '${from}' -Trustee '${signIn}' -AccessRights SendAs -Confirm:$false`;
+    ? `Set-Mailbox -Identity ${fromExpression} -GrantSendOnBehalfTo @{Add=${signInExpression}}`
+    : `Add-RecipientPermission -Identity ${fromExpression} -Trustee ${signInExpression} -AccessRights SendAs -Confirm:$false`;
+}
+
+export function grantCommand(relation: SenderRouteRule['relation'], from: string, signIn: string): string {
+  return grantExpression(relation, powerShellString(from), powerShellString(signIn));
 }
 
 /** The right a route's sign-in mailbox needs, in words. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { senderRelations } from '../config.ts';
 import type { ErrorBody } from '../errors.ts';
 import type { SendResult } from '../relay.ts';
 
@@ -26,7 +27,14 @@ export const errorBodySchema = z.object({
 }) satisfies z.ZodType<ErrorBody>;
 
 export const sendResultSchema = z.object({
-  sender: z.string().meta({ description: 'The mailbox that authenticated to Exchange (lower case)' }),
+  sender: z.string().meta({
+    description:
+      'The mailbox that signed in to Exchange (lower case): the From address itself, or its route in RELAY_SENDER_ROUTES',
+  }),
+  from: z.string().meta({ description: 'The From address recipients see (lower case)' }),
+  relation: z.enum(senderRelations).meta({
+    description: 'How the signed-in mailbox sent as the From address: itself, Send As, or Send on Behalf',
+  }),
   messageId: z.string().meta({ description: 'The Message-ID header of the sent message' }),
   accepted: z.array(z.string()),
   rejected: z.array(z.string()),

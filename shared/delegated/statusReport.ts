@@ -1,4 +1,4 @@
-import type { MailboxMode, RelayConfig } from '../config.ts';
+import type { MailboxMode, RelayConfig, SenderRouteRule } from '../config.ts';
 import type { MailboxDirectory } from '../mailboxes.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import { type CredentialExpiry, describeCredentialExpiry } from '../tokens/credentialExpiry.ts';
@@ -24,15 +24,26 @@ export interface MailboxStatus {
   consentUrl?: string;
 }
 
+/** A route of RELAY_SENDER_ROUTES with the state of each mailbox that signs in for it. */
+export interface SenderRouteStatus {
+  from: string;
+  relation: SenderRouteRule['relation'];
+  /** False while every sign-in mailbox needs a sign-in first (a pool sends through the members that can). */
+  usable: boolean;
+  signIn: MailboxStatus[];
+}
+
 export interface StatusReport {
   generatedAt: string;
   credential: CredentialExpiry;
   defaultMode: MailboxMode;
   mailboxes: MailboxStatus[];
+  senderRoutes: SenderRouteStatus[];
 }
 
 export function createStatusReporter(options: {
   directory: MailboxDirectory;
+  senderRoutes: readonly SenderRouteRule[];
   health: MailboxHealthStore;
   identity: RelayConfig['identity'];
   secrets: SecretStore;
@@ -97,11 +108,25 @@ export function createStatusReporter(options: {
               : Promise.resolve<MailboxStatus>({ address: rule.address, mode: 'app', health: 'app-only' }),
           ),
       );
+      // Every sign-in mailbox is listed (config.ts checks it), so each route reuses the statuses just read.
+      const byAddress = new Map(mailboxes.map((status) => [status.address, status]));
+      const senderRoutes = options.senderRoutes.map((rule): SenderRouteStatus => {
+        const signIn = rule.signIn.flatMap((address) => byAddress.get(address) ?? []);
+        return {
+          from: rule.from,
+          relation: rule.relation,
+          usable: signIn.some(
+            (status) => status.health !== 'not_connected' && status.health !== 'needs_consent',
+          ),
+          signIn,
+        };
+      });
       return {
         generatedAt: new Date(now()).toISOString(),
         credential: await describeCredentialExpiry(options.identity, options.secrets, now()),
         defaultMode: 'app',
         mailboxes,
+        senderRoutes,
       };
     },
   };

@@ -15,6 +15,8 @@ export interface RateLimiter {
   reserve(mailbox: string, maxWaitMs: number): Promise<void>;
   /** Milliseconds until the mailbox has a free slot (0 when it has one now). */
   waitFor(mailbox: string): number;
+  /** Slots the mailbox can take now without waiting: its headroom, for choosing within a pool. */
+  freeSlots(mailbox: string): number;
 }
 
 const WINDOW_MS = 60_000;
@@ -47,6 +49,7 @@ export function createRateLimiter(messagesPerMinute: number, now: () => number =
 
   return {
     waitFor,
+    freeSlots: (mailbox) => Math.max(0, messagesPerMinute - windowOf(mailbox).length),
     async reserve(mailbox, maxWaitMs) {
       const deadline = now() + maxWaitMs;
       for (;;) {

@@ -17,6 +17,7 @@ import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from '../peers/smt
 export const appClientId = '11111111-2222-3333-4444-555555555555';
 export const appClientSecret = 'app-client-secret-value-never-logged';
 export const smtpScope = 'https://outlook.office365.com/.default';
+export const delegatedScope = 'https://outlook.office.com/SMTP.Send';
 
 export interface TestCaller {
   name: string;
@@ -60,7 +61,10 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
   const identity = await startIdentityPeer();
   identity.registerClient({ clientId: appClientId, clientSecret: appClientSecret });
   const smtp = await startSmtpPeer({
-    authorize: (_user, accessToken) => identity.isValidAccessToken(accessToken, { scope: smtpScope }),
+    // As Exchange: an app-only token by its scope, a delegated one only for the user it was issued to.
+    authorize: (user, accessToken) =>
+      identity.isValidAccessToken(accessToken, { scope: smtpScope }) ||
+      identity.isValidAccessToken(accessToken, { scope: delegatedScope, username: user }),
     ...options.smtp,
   });
   const callers = options.callers ?? defaultCallers;
