@@ -159,7 +159,12 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
       const { storage, sendQueue } = durableParts();
       return findPublicStatus(storage.ready, sendQueue.statuses, caller.name, id);
     },
-    checkConnection: createConnectionCheck(config.smtp, tokens),
+    checkConnection: createConnectionCheck({
+      smtp: config.smtp,
+      tokens,
+      router: senderRouter,
+      modeOf: mailboxes.modeOf,
+    }),
     close: () => transports.closeAll(),
   };
   const submitter = createSendSubmitter(config, runtime);

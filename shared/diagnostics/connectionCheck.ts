@@ -3,31 +3,57 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
-import type { RelayConfig } from '../config.ts';
+import type { MailboxMode, RelayConfig } from '../config.ts';
 import { ensureRelayError, invalidRequest, type RelayError } from '../errors.ts';
 import { parseSendRequest, senderMailbox } from '../message.ts';
+import { sendAsDenied } from '../relay.ts';
+import {
+  grantCommand,
+  rightName,
+  type SenderRelation,
+  type SenderRoute,
+  type SenderRouter,
+} from '../senderRoutes.ts';
 import { smtpConnectionOptions } from '../smtp/connectionOptions.ts';
 import { mapSmtpError } from '../smtp/smtpErrors.ts';
 import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
+import { readTokenClaims } from '../tokens/tokenClaims.ts';
 
 /**
- * "Test connection" for one mailbox, step by step, each failure with what to fix: token acquisition (the
- * AADSTS code comes through the identity error table), TCP connect, STARTTLS with the server's certificate
- * chain, AUTH XOAUTH2, and only when asked a test message. Steps after a failure are skipped.
+ * "Test connection" for one address, step by step, each failure with what to fix: token acquisition (the
+ * AADSTS code comes through the identity error table, and the token's claims are reported), TCP connect,
+ * STARTTLS with the server's certificate chain, AUTH XOAUTH2, and only when asked a test message. Steps
+ * after a failure are skipped. A routed address (shared/senderRoutes.ts) is tested through each mailbox
+ * that signs in for it, and its test message goes out with the routed From, so Exchange checks the right.
  */
 export type StepName = 'token' | 'tcp_connect' | 'starttls' | 'auth_xoauth2' | 'test_message';
 
 export interface StepReport {
   step: StepName;
+  /** The mailbox that signs in for this step. */
+  mailbox: string;
   outcome: 'ok' | 'failed' | 'skipped';
   durationMs: number;
   detail?: Record<string, unknown>;
   error?: { code: string; message: string; remedy?: string; details?: unknown };
 }
 
+export interface SignInReport {
+  mailbox: string;
+  mode: MailboxMode;
+  /** For a routed address: the right this mailbox needs on it, and the command that grants it. */
+  requiredRight?: { right: string; command: string };
+}
+
 export interface ConnectionCheckReport {
+  /** The address asked about: a mailbox, or a From address with a route. */
   mailbox: string;
   ok: boolean;
+  relation: SenderRelation;
+  /** Who signs in for it: the address itself, or each mailbox of its route, tested one after the other. */
+  signIn: SignInReport[];
+  /** Findings that do not fail a step but explain later refusals (the union trap of RBAC for Applications). */
+  warnings: string[];
   steps: StepReport[];
 }
 
@@ -65,15 +91,38 @@ function describeChain(leaf: PeerCertificate | undefined): Record<string, unknow
   return chain;
 }
 
+/**
+ * Entra puts an application permission with admin consent in the token's `roles`. Exchange grants the union
+ * of that consent and RBAC for Applications, so an Entra SMTP.SendAsApp grant silently undoes the scoping.
+ */
+const unscopedGrantWarning =
+  "The app-only token carries the Entra application permission SMTP.SendAsApp ('roles'). Exchange grants the union of Entra consent and RBAC for Applications, so with it the app may sign in to every mailbox it has FullAccess to, whatever the management scope says. For least privilege (docs/app-only.md), remove the API permission Office 365 Exchange Online > SMTP.SendAsApp from the app registration and grant mailboxes with npm run exchange-setup.";
+
+/** Exchange caches service principal permissions: a refusal right after setup may only be the cache. */
+const permissionCacheNote =
+  ' If the role assignment or mailbox permission was made in the last 2 hours, Exchange may not have applied it yet (its permission cache holds 30 minutes to 2 hours; Test-ServicePrincipalAuthorization bypasses that cache, so it can pass before sends work): test again later.';
+
+/** The refusals of a login that a grant not yet applied looks like (535 5.7.3, 4.2.0 mailbox logon). */
+const refusalsAPermissionCacheExplains = new Set<string>(['smtp_auth_rejected', 'mailbox_logon_failed']);
+
 export type ConnectionCheck = (
-  mailbox: string,
+  address: string,
   options?: ConnectionCheckOptions,
 ) => Promise<ConnectionCheckReport>;
 
-export function createConnectionCheck(
-  smtp: RelayConfig['smtp'],
-  tokens: MailboxTokenProvider,
-): ConnectionCheck {
+export interface ConnectionCheckDependencies {
+  smtp: RelayConfig['smtp'];
+  tokens: MailboxTokenProvider;
+  router: SenderRouter;
+  modeOf(mailbox: string): MailboxMode;
+}
+
+export function createConnectionCheck({
+  smtp,
+  tokens,
+  router,
+  modeOf,
+}: ConnectionCheckDependencies): ConnectionCheck {
   const timeoutMs = smtp.timeoutSeconds * 1000;
   const connectionOptions = smtpConnectionOptions(smtp);
   const context = (mailbox: string) => ({ host: smtp.host, port: smtp.port, mailbox });
@@ -98,11 +147,14 @@ export function createConnectionCheck(
     });
   }
 
-  return async function checkConnection(
+  /** Every step for one sign-in mailbox; a failed step skips the rest of that mailbox's steps. */
+  async function checkSignIn(
     mailbox: string,
-    options: ConnectionCheckOptions = {},
-  ): Promise<ConnectionCheckReport> {
-    const steps: StepReport[] = [];
+    route: SenderRoute,
+    options: ConnectionCheckOptions,
+    report: ConnectionCheckReport,
+  ): Promise<void> {
+    const mode = modeOf(mailbox);
     let failed = false;
     let connection: SMTPConnection | undefined;
     let accessToken = '';
@@ -114,17 +166,18 @@ export function createConnectionCheck(
       mapError: (error: unknown) => RelayError,
     ) {
       if (failed) {
-        steps.push({ step, outcome: 'skipped', durationMs: 0 });
+        report.steps.push({ step, mailbox, outcome: 'skipped', durationMs: 0 });
         return;
       }
       const started = Date.now();
       try {
         const detail = await action();
-        steps.push({ step, outcome: 'ok', durationMs: Date.now() - started, detail });
+        report.steps.push({ step, mailbox, outcome: 'ok', durationMs: Date.now() - started, detail });
       } catch (error) {
         failed = true;
-        steps.push({
+        report.steps.push({
           step,
+          mailbox,
           outcome: 'failed',
           durationMs: Date.now() - started,
           error: toStepError(mapError(error)),
@@ -139,7 +192,14 @@ export function createConnectionCheck(
       async () => {
         const token = await tokens(mailbox, { forceRefresh: false });
         accessToken = token.accessToken;
-        return { renewAfter: token.renewAfter.toISOString() };
+        const claims = readTokenClaims(accessToken);
+        if (mode === 'app' && claims?.roles?.includes('SMTP.SendAsApp') === true)
+          if (!report.warnings.includes(unscopedGrantWarning)) report.warnings.push(unscopedGrantWarning);
+        return {
+          mode,
+          renewAfter: token.renewAfter.toISOString(),
+          ...(claims === undefined ? {} : { claims }),
+        };
       },
       ensureRelayError,
     );
@@ -185,7 +245,12 @@ export function createConnectionCheck(
         });
         return { user: mailbox };
       },
-      smtpError,
+      (error) => {
+        const relayError = smtpError(error);
+        return mode === 'app' && refusalsAPermissionCacheExplains.has(relayError.code)
+          ? Object.assign(relayError, { remedy: `${relayError.remedy ?? ''}${permissionCacheNote}`.trim() })
+          : relayError;
+      },
     );
     if (options.sendTo !== undefined) {
       const recipient = options.sendTo;
@@ -194,10 +259,11 @@ export function createConnectionCheck(
         async () => {
           const opened = connection as SMTPConnection;
           const raw = await new MailComposer({
-            from: mailbox,
+            from: route.from,
+            ...(route.relation === 'sendOnBehalf' ? { sender: mailbox } : {}),
             to: recipient,
             subject: 'm365-mail-relay connection test',
-            text: `This test message was sent by m365-mail-relay from ${mailbox} to check that it can send.`,
+            text: `This test message was sent by m365-mail-relay from ${route.from}, signed in as ${mailbox}, to check that it can send.`,
           })
             .compile()
             .build();
@@ -206,13 +272,47 @@ export function createConnectionCheck(
               error ? reject(error) : resolve(result as { response: string }),
             );
           });
-          return { to: recipient, response: info.response };
+          return { from: route.from, to: recipient, response: info.response };
         },
-        smtpError,
+        (error) => {
+          const relayError = smtpError(error);
+          return relayError.code === 'send_as_denied' && route.relation !== 'self'
+            ? sendAsDenied(relayError, route.from, mailbox, route.relation)
+            : relayError;
+        },
       );
     }
     connection?.quit();
-    return { mailbox, ok: !failed, steps };
+    if (failed) report.ok = false;
+  }
+
+  return async function checkConnection(
+    address: string,
+    options: ConnectionCheckOptions = {},
+  ): Promise<ConnectionCheckReport> {
+    const route = router.route(address);
+    const report: ConnectionCheckReport = {
+      mailbox: route.from,
+      ok: true,
+      relation: route.relation,
+      signIn: route.signIn.map((mailbox) => ({
+        mailbox,
+        mode: modeOf(mailbox),
+        ...(route.relation === 'self'
+          ? {}
+          : {
+              requiredRight: {
+                right: `${rightName(route.relation)} on ${route.from}`,
+                command: grantCommand(route.relation, route.from, mailbox),
+              },
+            }),
+      })),
+      warnings: [],
+      steps: [],
+    };
+    // One after the other: each opens its own session, and Exchange counts sessions per mailbox anyway.
+    for (const mailbox of route.signIn) await checkSignIn(mailbox, route, options, report);
+    return report;
   };
 }
 

@@ -28,6 +28,11 @@ export interface ClientRegistration {
   certificatePem?: string;
   /** Federated identity credentials: tokens from these issuers are accepted as the client assertion. */
   federatedCredentials?: FederatedCredentialRegistration[];
+  /**
+   * Application permissions with admin consent, put in app-only tokens' `roles` claim as Entra does, e.g.
+   * `SMTP.SendAsApp`. None (no `roles` claim) is the RBAC for Applications setup, where Exchange decides.
+   */
+  appRoles?: string[];
 }
 
 /**
@@ -138,6 +143,7 @@ interface ClientRecord {
   clientSecret?: string;
   assertionKey?: { publicKey: KeyObject; x5t: string; x5tS256: string };
   federated?: { issuer: string; subject: string; audience: string; publicKey: KeyObject }[];
+  appRoles?: string[];
 }
 
 interface AuthorizationCodeGrant {
@@ -266,6 +272,7 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
   }
 
   function issueAccessToken(clientId: string, scope: string, user?: RegisteredUser): string {
+    const appRoles = clients.get(clientId)?.appRoles;
     const issuedAt = nowSeconds();
     const expiresAt = issuedAt + accessTokenLifetimeSeconds;
     const delegatedClaims = user
@@ -293,6 +300,7 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
         uti: randomToken(16),
         ver: '2.0',
         ...delegatedClaims,
+        ...(user === undefined && appRoles !== undefined ? { roles: appRoles } : {}),
       },
       certificate.key,
       signingKeyId,
@@ -790,9 +798,10 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
     tokenRequests,
     issuedAccessTokens,
 
-    registerClient({ clientId, clientSecret, certificatePem, federatedCredentials }) {
+    registerClient({ clientId, clientSecret, certificatePem, federatedCredentials, appRoles }) {
       clients.set(clientId, {
         clientId,
+        ...(appRoles !== undefined ? { appRoles } : {}),
         ...(clientSecret !== undefined ? { clientSecret } : {}),
         ...(certificatePem !== undefined
           ? {
