@@ -338,7 +338,7 @@ const relayErrorCodes = {
     area: 'smtp',
     title: 'Exchange Online rejected the OAuth token even after a fresh one was fetched (535 5.7.3).',
     remedy:
-      'App-only: check the API permission Office 365 Exchange Online > SMTP.SendAsApp has admin consent, that New-ServicePrincipal was run with the Enterprise Application object id, and Add-MailboxPermission -Identity <mailbox> -User <service principal id> -AccessRights FullAccess. Delegated: connect the mailbox again. The scope must be https://outlook.office365.com/.default.',
+      'App-only: run what npm run exchange-setup prints (New-ServicePrincipal with the Enterprise Application object id, the mailbox as a direct member of the scoped group with the Application SMTP.SendAsApp role assignment, or with --classic the Entra SMTP.SendAsApp consent and Add-MailboxPermission FullAccess); Exchange applies grants within 30 minutes to 2 hours. Delegated: connect the mailbox again. The scope must be https://outlook.office365.com/.default.',
   },
   smtp_not_authenticated: {
     status: 502,
