@@ -216,6 +216,7 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
       updatedAt: iso(now()),
       messageId: outcome.messageId,
       smtpResponse: outcome.response,
+      ...(outcome.relation === 'self' ? {} : { signedInAs: outcome.sender }),
     };
     delete sent.leaseUntil;
     delete sent.lastError;

@@ -32,6 +32,8 @@ export interface SendStatus {
   leaseUntil?: number;
   nextAttemptAt?: string;
   smtpResponse?: string;
+  /** Once sent: the mailbox that signed in, when a sender route made it another than `sender`. */
+  signedInAs?: string;
   lastError?: SendError;
   /** Name of the blob holding the body when it was too large for a queue message. */
   bodyBlob?: string;
@@ -64,6 +66,7 @@ interface StatusEntity {
   leaseUntil?: string;
   nextAttemptAt?: string;
   smtpResponse?: string;
+  signedInAs?: string;
   errorCode?: string;
   errorMessage?: string;
   errorRemedy?: string;
@@ -98,6 +101,7 @@ function fromEntity(entity: StatusEntity): SendStatus {
   if (entity.leaseUntil !== undefined) status.leaseUntil = Number(entity.leaseUntil);
   if (entity.nextAttemptAt !== undefined) status.nextAttemptAt = entity.nextAttemptAt;
   if (entity.smtpResponse !== undefined) status.smtpResponse = entity.smtpResponse;
+  if (entity.signedInAs !== undefined) status.signedInAs = entity.signedInAs;
   if (entity.bodyBlob !== undefined) status.bodyBlob = entity.bodyBlob;
   if (entity.errorCode !== undefined) {
     status.lastError = {
@@ -148,6 +152,7 @@ export function publicStatus(status: SendStatus): Record<string, unknown> {
       ? { nextAttemptAt: status.nextAttemptAt }
       : {}),
     ...(status.smtpResponse === undefined ? {} : { smtpResponse: status.smtpResponse }),
+    ...(status.signedInAs === undefined ? {} : { signedInAs: status.signedInAs }),
     ...(status.lastError === undefined
       ? {}
       : { [status.state === 'failed' ? 'error' : 'lastError']: status.lastError }),

@@ -84,7 +84,15 @@ async function poisonCount(runtime: Runtime): Promise<number> {
 beforeAll(async () => {
   azurite = await startAzurite();
   harness = await startRelayHarness({
-    settings: { RELAY_STORAGE_CONNECTION: azurite.connectionString, RELAY_QUEUE_RETRY_BASE_SECONDS: '0' },
+    settings: {
+      RELAY_STORAGE_CONNECTION: azurite.connectionString,
+      RELAY_QUEUE_RETRY_BASE_SECONDS: '0',
+      // alerts-app may send as *@notify.contoso.com, which relay@contoso.com signs in for with Send As.
+      RELAY_MAILBOXES: JSON.stringify([{ address: 'relay@contoso.com', mode: 'app' }]),
+      RELAY_SENDER_ROUTES: JSON.stringify([
+        { from: '*@notify.contoso.com', signIn: ['relay@contoso.com'], relation: 'sendAs' },
+      ]),
+    },
   });
 });
 
@@ -138,6 +146,34 @@ describe('queued sending (Prefer: respond-async)', () => {
     const mail = await simpleParser(received?.raw ?? Buffer.alloc(0));
     expect(mail.attachments[0]?.content.equals(content)).toBe(true);
     expect(await blob.exists()).toBe(false);
+  });
+
+  it('sends a queued message through its sender route, and fails a refused Send As at once', async () => {
+    const routed = { ...simpleMessage, from: 'builds@notify.contoso.com' };
+    harness.smtp.grantSendAs('relay@contoso.com', routed.from);
+    const accepted = await post(harness.runtime, routed, asyncHeaders);
+    const id = accepted.body.id as string;
+    await drain(harness.runtime, [id]);
+    expect((await getStatus(harness.runtime, id)).body).toMatchObject({
+      state: 'sent',
+      attempts: 1,
+      sender: routed.from,
+      signedInAs: 'relay@contoso.com',
+    });
+    const [received] = await harness.smtp.waitForMessages(1);
+    expect(received?.authUser).toBe('relay@contoso.com');
+    expect((await simpleParser(received?.raw ?? Buffer.alloc(0))).from?.value[0]?.address).toBe(routed.from);
+
+    harness.smtp.revokeSendRights();
+    const refused = await post(harness.runtime, routed, asyncHeaders);
+    const refusedId = refused.body.id as string;
+    await drain(harness.runtime, [refusedId]);
+    const status = await getStatus(harness.runtime, refusedId);
+    expect(status.body).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'send_as_denied' } });
+    expect(JSON.stringify(status.body)).toContain(
+      "Add-RecipientPermission -Identity 'builds@notify.contoso.com' -Trustee 'relay@contoso.com'",
+    );
+    expect(harness.smtp.messages).toHaveLength(1);
   });
 
   it('retries a transient failure and delivers exactly once', async () => {
