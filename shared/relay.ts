@@ -1,7 +1,7 @@
 import type { SendMailOptions } from 'nodemailer';
 import { authorizeSender, type Caller } from './callers.ts';
 import type { SenderRouteRule } from './config.ts';
-import { ensureRelayError, RelayError } from './errors.ts';
+import { RelayError } from './errors.ts';
 import { type SendRequest, senderMailbox, toMailOptions } from './message.ts';
 import {
   grantCommand,
@@ -126,8 +126,8 @@ export function createRelay({
         const signIn = mostHeadroom(candidates);
         try {
           return await sendThrough(signIn, route, request, options);
-        } catch (caught) {
-          const error = ensureRelayError(caught);
+        } catch (error) {
+          if (!(error instanceof RelayError)) throw error;
           // A pool member that needs a new sign-in failed at its token, before any SMTP byte: the others
           // can still carry the message. Its own health record and /api/status say what to fix.
           candidates = candidates.filter((mailbox) => mailbox !== signIn);
