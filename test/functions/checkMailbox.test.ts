@@ -5,29 +5,10 @@ import { bindHttp } from '../../functions/register.ts';
 import type { ConnectionCheckReport } from '../../shared/diagnostics/connectionCheck.ts';
 import { startSmtpPeer } from '../peers/smtpPeer.ts';
 import { createTestCertificate } from '../peers/testCertificate.ts';
+import { testMailbox } from '../support/connectionTest.ts';
 import { capturingContext, type RelayHarness, startRelayHarness } from '../support/relayHarness.ts';
 
 let harness: RelayHarness;
-
-async function testMailbox(
-  target: RelayHarness,
-  address: string,
-  body?: unknown,
-): Promise<ConnectionCheckReport> {
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const request = new HttpRequest({
-    method: 'POST',
-    url: `http://localhost:7071/api/mailboxes/${address}/test`,
-    headers:
-      text === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(text.length) },
-    params: { address },
-    ...(text === undefined ? {} : { body: { string: text } }),
-  });
-  const { context } = capturingContext('mailboxTest');
-  const response = await bindHttp(checkMailbox, target.runtime)(request, context);
-  expect(response.status).toBe(200);
-  return response.jsonBody as ConnectionCheckReport;
-}
 
 const outcomes = (report: ConnectionCheckReport) =>
   report.steps.map((step) => `${step.step}:${step.outcome}`);

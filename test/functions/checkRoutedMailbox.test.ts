@@ -1,13 +1,10 @@
-import { HttpRequest } from '@azure/functions';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { checkMailbox } from '../../functions/checkMailbox.ts';
-import { bindHttp } from '../../functions/register.ts';
 import type { ConnectionCheckReport } from '../../shared/diagnostics/connectionCheck.ts';
+import { testMailbox as testAddress } from '../support/connectionTest.ts';
 import {
   appClientId,
   appClientSecret,
-  capturingContext,
   type RelayHarness,
   startRelayHarness,
 } from '../support/relayHarness.ts';
@@ -20,20 +17,7 @@ const relay = 'relay@contoso.com';
 const pool = ['relay1@contoso.com', 'relay2@contoso.com'];
 let harness: RelayHarness;
 
-async function testMailbox(address: string, body?: unknown): Promise<ConnectionCheckReport> {
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const request = new HttpRequest({
-    method: 'POST',
-    url: `http://localhost:7071/api/mailboxes/${address}/test`,
-    headers: text === undefined ? {} : { 'content-type': 'application/json' },
-    params: { address },
-    ...(text === undefined ? {} : { body: { string: text } }),
-  });
-  const { context } = capturingContext('checkMailbox');
-  const response = await bindHttp(checkMailbox, harness.runtime)(request, context);
-  expect(response.status).toBe(200);
-  return response.jsonBody as ConnectionCheckReport;
-}
+const testMailbox = (address: string, body?: unknown) => testAddress(harness, address, body);
 
 const outcomes = (report: ConnectionCheckReport) =>
   report.steps.map((step) => `${step.mailbox} ${step.step}:${step.outcome}`);
