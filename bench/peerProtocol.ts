@@ -18,6 +18,9 @@ export interface PeerStats {
   smtpConnections: number;
   smtpAuthentications: number;
   peakConnectionsPerUser: number;
+  /** Per signed-in mailbox: messages accepted so far, and the most concurrent sessions seen. */
+  deliveredByUser: Record<string, number>;
+  peakConnectionsByUser: Record<string, number>;
 }
 
 export type PeerCommand = { type: 'stats' } | { type: 'latency'; ms: number } | { type: 'close' };

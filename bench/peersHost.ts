@@ -7,6 +7,7 @@ import { startKeyVaultPeer } from '../test/peers/keyVaultPeer.ts';
 import { startSmtpPeer } from '../test/peers/smtpPeer.ts';
 import { sharedTestCertificate } from '../test/peers/testCertificate.ts';
 import type { PeerCommand, PeerReply, PeersReady } from './peerProtocol.ts';
+import { poolSendAsGrants } from './poolAddresses.ts';
 
 const certificate = await sharedTestCertificate();
 const clientId = process.env.BENCH_CLIENT_ID ?? '';
@@ -21,6 +22,8 @@ const smtp = await startSmtpPeer({
   // The bare nodemailer side presents one fixed token; the relay must present one the identity peer issued.
   authorize: (_user, accessToken) =>
     accessToken === bareToken || identity.isValidAccessToken(accessToken, { scope }),
+  // Like Exchange, the peer checks the From address against the signed-in mailbox's rights after DATA.
+  sendAs: poolSendAsGrants(),
 });
 const vault = await startKeyVaultPeer({ certificate, authority: identity.authority });
 vault.putSecretDirect(process.env.BENCH_SECRET_NAME ?? 'relay-client-secret', clientSecret);
@@ -43,6 +46,8 @@ function stats(): PeerReply {
     smtpConnections: smtp.connectionCount,
     smtpAuthentications: smtp.authAttempts.length,
     peakConnectionsPerUser: Math.max(0, ...smtp.peakOpenConnectionsByUser.values()),
+    deliveredByUser: Object.fromEntries(smtp.messagesByUser),
+    peakConnectionsByUser: Object.fromEntries(smtp.peakOpenConnectionsByUser),
   };
 }
 

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import type { ColdStartResult } from './coldStart.ts';
 import type { MemoryResult } from './memory.ts';
+import type { PoolResult } from './pool.ts';
 import { megabytes } from './stats.ts';
 import type { ScenarioResult } from './throughput.ts';
 
@@ -30,6 +31,7 @@ export async function describeMachine(): Promise<Machine> {
 export interface BenchReport {
   settings: Record<string, number | boolean>;
   scenarios: ScenarioResult[];
+  pool?: PoolResult | undefined;
   memory: MemoryResult;
   coldStart: ColdStartResult;
   machine: Machine;
@@ -38,7 +40,7 @@ export interface BenchReport {
 const verdict = (met: boolean) => (met ? 'ok' : 'MISSED');
 
 export function report(result: BenchReport): void {
-  const { scenarios, memory, coldStart, machine } = result;
+  const { scenarios, pool, memory, coldStart, machine } = result;
   console.log(
     `\nm365-mail-relay benchmark: ${machine.node}, ${machine.nproc} cores (${machine.cpuModel}), ${machine.platform}`,
   );
@@ -96,6 +98,14 @@ export function report(result: BenchReport): void {
       `${warmReads} per 1000`,
       '0',
       verdict(warmReads === 0),
+    ]);
+  }
+  if (pool !== undefined) {
+    rows.push([
+      `sender pool of 3 vs 1 sign-in mailbox (${pool.commandLatencyMs} ms per command)`,
+      `${pool.poolRatio}x (${pool.pooledPerSecond} vs ${pool.singlePerSecond} msg/s, peak ${pool.peakConnectionsPerMailbox} sessions per mailbox)`,
+      '~3x, <= 3 sessions',
+      verdict(pool.poolRatio >= 2.5 && pool.peakConnectionsPerMailbox <= pool.connectionsPerMailbox),
     ]);
   }
   rows.push([

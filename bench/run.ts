@@ -5,6 +5,7 @@ import { measureColdStart } from './coldStart.ts';
 import { measureMemory } from './memory.ts';
 import { createMessageFactory } from './messages.ts';
 import { startPeers } from './peers.ts';
+import { measurePool } from './pool.ts';
 import { describeMachine, report } from './report.ts';
 import { benchIdentity, createBareSide, createRelaySide } from './sides.ts';
 import { runScenario, type ScenarioResult } from './throughput.ts';
@@ -20,6 +21,7 @@ const { values: flags } = parseArgs({
     latency: { type: 'string' },
     'memory-sends': { type: 'string' },
     'cold-starts': { type: 'string' },
+    'pool-messages': { type: 'string' },
     smoke: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -36,6 +38,8 @@ if (flags.help) {
   --latency MS        SMTP command latency of the extra "remote server" scenario (default 20; 0 skips it)
   --memory-sends N    simultaneous 1 MB sends for the peak RSS probe (default 200; smoke 20)
   --cold-starts N     fresh processes per side for cold start (default 7; smoke 1)
+  --pool-messages N   messages per side of the sender-pool scenario, 1 vs 3 sign-in mailboxes (default 600;
+                      smoke 20; 0 skips it)
   --smoke             tiny run that proves the script works (CI)`);
   process.exit(0);
 }
@@ -58,6 +62,7 @@ const settings = {
   latencyMs: count(flags.latency, 20, 5),
   memorySends: count(flags['memory-sends'], 200, 20),
   coldStarts: count(flags['cold-starts'], 7, 1),
+  poolMessages: count(flags['pool-messages'], 600, 20),
   connectionsPerMailbox: 3,
 };
 
@@ -130,9 +135,20 @@ try {
   }
   relay.close();
   bare.close();
+  const pool =
+    settings.poolMessages > 0
+      ? await measurePool(peers, {
+          ...common,
+          messages: settings.poolMessages,
+          // A remote server, where the 3 connections per mailbox are what bounds it.
+          commandLatencyMs: settings.latencyMs > 0 ? settings.latencyMs : 20,
+          connectionsPerMailbox: settings.connectionsPerMailbox,
+          factory: small,
+        })
+      : undefined;
   const memory = await measureMemory(peers.ready, settings.memorySends, settings.mailboxes);
   const coldStart = await measureColdStart(peers.ready, small, settings.coldStarts);
-  report({ settings, scenarios, memory, coldStart, machine: await describeMachine() });
+  report({ settings, scenarios, pool, memory, coldStart, machine: await describeMachine() });
 } finally {
   await peers.close();
 }

@@ -65,13 +65,15 @@ function headerIdOf(mail: SendMailOptions): string {
   return headers?.['X-Bench-Id'] ?? '';
 }
 
-export async function createRelaySide(options: SideOptions): Promise<Side & { runtime: Runtime }> {
-  const { peers } = options;
-  const callerRules = Array.from({ length: options.callers }, (_, index) => ({
-    name: `bench-app-${index}`,
-    keySha256: hashCallerKey(callerKey(index)),
-    senders: [mailboxAddress(index % options.mailboxes)],
-  }));
+/**
+ * A relay runtime wired to the peers as the function app wires itself: MSAL against the identity peer, the
+ * client secret from the Key Vault peer through the real SecretClient, SMTP to the SMTP peer.
+ */
+export async function createBenchRuntime(
+  peers: PeersReady,
+  connectionsPerMailbox: number,
+  settings: Record<string, string>,
+): Promise<Runtime> {
   const config = loadConfig({
     RELAY_TENANT_ID: peers.tenantId,
     RELAY_CLIENT_ID: benchIdentity.clientId,
@@ -80,11 +82,11 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
     RELAY_CLIENT_SECRET_NAME: benchIdentity.secretName,
     RELAY_SMTP_HOST: 'localhost',
     RELAY_SMTP_PORT: String(peers.smtpPort),
-    RELAY_SMTP_MAX_CONNECTIONS: String(options.connectionsPerMailbox),
+    RELAY_SMTP_MAX_CONNECTIONS: String(connectionsPerMailbox),
     // Exchange's 30 messages per minute would turn the benchmark into a measure of the rate limiter; the
     // limiter still runs on every send (its cost is counted), it just never has to hold one back.
     RELAY_MAILBOX_RATE_PER_MINUTE: '100000',
-    RELAY_CALLERS: JSON.stringify(callerRules),
+    ...settings,
   });
   const vault = await createKeyVaultSecretStore({
     vaultUrl: peers.vaultUrl,
@@ -94,7 +96,36 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
     clientOptions: { disableChallengeResourceVerification: true },
   });
   const secrets = createCachedSecretStore(vault, { ttlSeconds: config.secrets.cacheSeconds });
-  const runtime = createRuntime(config, secrets);
+  return createRuntime(config, secrets);
+}
+
+/** The send request the host would build for a JSON body, and the context it would invoke with. */
+export function sendInvocation(id: string, body: { text: string; bytes: number }, apiKey: string) {
+  return {
+    request: new HttpRequest({
+      method: 'POST',
+      url: sendUrl,
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(body.bytes),
+        'x-relay-key': apiKey,
+      },
+      body: { string: body.text },
+    }),
+    context: new InvocationContext({ invocationId: id, functionName: 'send', logHandler: () => {} }),
+  };
+}
+
+export async function createRelaySide(options: SideOptions): Promise<Side & { runtime: Runtime }> {
+  const { peers } = options;
+  const callerRules = Array.from({ length: options.callers }, (_, index) => ({
+    name: `bench-app-${index}`,
+    keySha256: hashCallerKey(callerKey(index)),
+    senders: [mailboxAddress(index % options.mailboxes)],
+  }));
+  const runtime = await createBenchRuntime(peers, options.connectionsPerMailbox, {
+    RELAY_CALLERS: JSON.stringify(callerRules),
+  });
   const handler = bindHttp(send, runtime);
 
   // Instrumentation, not a stand-in: the real transports, with the time spent inside sendMail recorded so
@@ -119,17 +150,11 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
       const caller = index % options.callers;
       const body = messages.json(id, mailboxAddress(caller % options.mailboxes));
       // The host builds the request before it invokes the function: not the relay's time.
-      const request = new HttpRequest({
-        method: 'POST',
-        url: sendUrl,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': String(body.bytes),
-          'x-relay-key': callerKey(caller),
-        },
-        body: { string: options.ownCopies ? ownCopy(body.text) : body.text },
-      });
-      const context = new InvocationContext({ invocationId: id, functionName: 'send', logHandler: () => {} });
+      const { request, context } = sendInvocation(
+        id,
+        options.ownCopies ? { text: ownCopy(body.text), bytes: body.bytes } : body,
+        callerKey(caller),
+      );
       const started = performance.now();
       const response = await handler(request, context);
       const latencyMs = performance.now() - started;
