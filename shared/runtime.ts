@@ -77,7 +77,7 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
   const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
   const transports = createMailboxTransports(config.smtp, tokens);
   const limiter = createRateLimiter(config.throttle.messagesPerMinute);
-  const senderRouter = createSenderRouter(config.senderRoutes);
+  const senderRouter = createSenderRouter(config.senderRoutes, config.mailboxes);
   const relay = createRelay({
     mailSender: createMailSender(config.smtp, tokens, transports),
     router: senderRouter,

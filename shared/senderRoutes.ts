@@ -26,21 +26,27 @@ export interface SenderRouter {
   route(fromAddress: string): SenderRoute;
   /** Every configured route, for the status report and the Exchange setup script. */
   rules(): readonly SenderRouteRule[];
+  /** The addresses no domain route covers: the mailboxes that sign in themselves, and the exact routes. */
+  outsideDomainRoutes(): readonly string[];
 }
 
 function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1);
 }
 
-export function createSenderRouter(rules: readonly SenderRouteRule[]): SenderRouter {
+export function createSenderRouter(
+  rules: readonly SenderRouteRule[],
+  mailboxes: readonly MailboxRule[],
+): SenderRouter {
   const exact = new Map<string, SenderRouteRule>();
   const byDomain = new Map<string, SenderRouteRule>();
   for (const rule of rules) {
     if (rule.from.startsWith('*@')) byDomain.set(rule.from.slice(2), rule);
     else exact.set(rule.from, rule);
   }
-  // A sign-in mailbox always signs in as itself, even at a domain a wildcard route covers.
-  const signInMailboxes = new Set(rules.flatMap((rule) => rule.signIn));
+  // A mailbox listed in RELAY_MAILBOXES (every sign-in mailbox is) signs in as itself, even at a domain a
+  // wildcard route covers: it was listed to sign in.
+  const signInMailboxes = new Set(mailboxes.map((mailbox) => mailbox.address));
   return {
     route(fromAddress) {
       const from = fromAddress.trim().toLowerCase();
@@ -50,6 +56,7 @@ export function createSenderRouter(rules: readonly SenderRouteRule[]): SenderRou
         : { from, relation: rule.relation, signIn: rule.signIn };
     },
     rules: () => rules,
+    outsideDomainRoutes: () => [...signInMailboxes, ...exact.keys()],
   };
 }
 

@@ -5,6 +5,7 @@ import {
   grantExpression,
   powerShellString as quote,
   rightName,
+  type SenderRouter,
 } from '../senderRoutes.ts';
 
 /**
@@ -58,8 +59,10 @@ function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1);
 }
 
-export function signingInMailboxes(config: RelayConfig): SigningInMailboxes {
-  const router = createSenderRouter(config.senderRoutes);
+export function signingInMailboxes(
+  config: RelayConfig,
+  router = createSenderRouter(config.senderRoutes, config.mailboxes),
+): SigningInMailboxes {
   const directory = createMailboxDirectory(config.mailboxes, config.delegated.publicBaseUrl);
   // An address signs in only when no route sends it through another mailbox.
   const signsIn = (address: string) => router.route(address).relation === 'self';
@@ -102,7 +105,8 @@ export function exchangeSetupScript(config: RelayConfig, options: ExchangeSetupO
   ] as const)
     if (!namePattern.test(name)) throw new Error(`the ${what} name must be 1-64 characters without quotes`);
 
-  const mailboxes = signingInMailboxes(config);
+  const router = createSenderRouter(config.senderRoutes, config.mailboxes);
+  const mailboxes = signingInMailboxes(config, router);
   const app = quote(clientId);
   const needsApp = mailboxes.appOnly.length > 0 || mailboxes.unlisted.length > 0;
   const signingIn = [...mailboxes.appOnly, ...mailboxes.delegated];
@@ -160,7 +164,7 @@ export function exchangeSetupScript(config: RelayConfig, options: ExchangeSetupO
     lines.push(
       heading('RELAY_SENDER_ROUTES. Exchange checks the right of the mailbox that signs in, app-only and'),
       '# delegated alike, so each sign-in mailbox is the trustee.',
-      ...config.senderRoutes.flatMap((rule) => routeLines(rule, config.senderRoutes)),
+      ...config.senderRoutes.flatMap((rule) => routeLines(rule, router)),
       '',
     );
   }
@@ -191,7 +195,7 @@ export function exchangeSetupScript(config: RelayConfig, options: ExchangeSetupO
 }
 
 /** The grants one route needs: its right on the From address (or each address at its domain), per sign-in mailbox. */
-function routeLines(rule: SenderRouteRule, rules: readonly SenderRouteRule[]): string[] {
+function routeLines(rule: SenderRouteRule, router: SenderRouter): string[] {
   const right = rightName(rule.relation);
   const command = (identity: string, trustee: string) =>
     grantExpression(rule.relation, identity, quote(trustee));
@@ -212,11 +216,8 @@ function routeLines(rule: SenderRouteRule, rules: readonly SenderRouteRule[]): s
       ...rule.signIn.flatMap((trustee) => grant(quote(rule.from), trustee)),
     ];
   }
-  // The router sends a sign-in mailbox as itself and an exactly routed address through its own route.
-  const routedElsewhere = unique([
-    ...rules.flatMap((other) => other.signIn),
-    ...rules.filter((other) => !other.from.startsWith('*@')).map((other) => other.from),
-  ]);
+  // The router sends a listed mailbox as itself and an exactly routed address through its own route.
+  const routedElsewhere = router.outsideDomainRoutes();
   const lister = rule.relation === 'sendAs' ? 'Get-Recipient' : 'Get-Mailbox';
   return [
     `# ${rule.from}: ${right} for ${rule.signIn.join(', ')},`,

@@ -73,15 +73,18 @@ describe('RELAY_SENDER_ROUTES at start-up', () => {
 });
 
 describe('createSenderRouter', () => {
-  const router = createSenderRouter(
-    loadConfig({
-      RELAY_MAILBOXES: JSON.stringify([relay, { address: 'pool@contoso.com', mode: 'app' }]),
-      RELAY_SENDER_ROUTES: JSON.stringify([
-        { from: 'ceo@contoso.com', signIn: ['relay@contoso.com'], relation: 'sendOnBehalf' },
-        { from: '*@contoso.com', signIn: ['pool@contoso.com'], relation: 'sendAs' },
-      ]),
-    }).senderRoutes,
-  );
+  const config = loadConfig({
+    RELAY_MAILBOXES: JSON.stringify([
+      relay,
+      { address: 'pool@contoso.com', mode: 'app' },
+      { address: 'owner@contoso.com', mode: 'delegated' },
+    ]),
+    RELAY_SENDER_ROUTES: JSON.stringify([
+      { from: 'ceo@contoso.com', signIn: ['relay@contoso.com'], relation: 'sendOnBehalf' },
+      { from: '*@contoso.com', signIn: ['pool@contoso.com'], relation: 'sendAs' },
+    ]),
+  });
+  const router = createSenderRouter(config.senderRoutes, config.mailboxes);
 
   it('prefers an exact route over a domain route', () => {
     expect(router.route('CEO@contoso.com')).toEqual({
@@ -94,6 +97,20 @@ describe('createSenderRouter', () => {
       relation: 'sendAs',
       signIn: ['pool@contoso.com'],
     });
+  });
+
+  it('lets a listed mailbox at a routed domain sign in as itself', () => {
+    expect(router.route('owner@contoso.com')).toEqual({
+      from: 'owner@contoso.com',
+      relation: 'self',
+      signIn: ['owner@contoso.com'],
+    });
+    expect(router.outsideDomainRoutes()).toEqual([
+      'relay@contoso.com',
+      'pool@contoso.com',
+      'owner@contoso.com',
+      'ceo@contoso.com',
+    ]);
   });
 
   it('lets a sign-in mailbox at a routed domain sign in as itself', () => {
