@@ -75,6 +75,7 @@ export function createRelay({
    * The choice and the slot reservation below happen in one synchronous step, so concurrent sends spread.
    */
   function mostHeadroom(candidates: readonly string[]): string {
+    if (candidates.length === 1) return candidates[0] as string;
     const score = (mailbox: string) => ({
       wait: limiter?.waitFor(mailbox) ?? 0,
       busy: inFlight.get(mailbox) ?? 0,
