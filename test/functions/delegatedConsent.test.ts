@@ -24,13 +24,12 @@ import { sharedTestCertificate } from '../peers/testCertificate.ts';
 import {
   appClientId,
   capturingContext,
+  delegatedScope,
   jsonRequest,
   type RelayHarness,
-  smtpScope,
   startRelayHarness,
 } from '../support/relayHarness.ts';
 
-const delegatedScope = 'https://outlook.office.com/SMTP.Send';
 const shared = 'shared@contoso.com';
 const reports = 'reports@contoso.com';
 const unconnected = 'unconnected@contoso.com';
@@ -174,12 +173,6 @@ beforeAll(async () => {
       { name: 'ops-app', apiKey: opsKey, senders: [shared, reports, unconnected] },
       { name: 'alerts-app', apiKey: alertsKey, senders: ['alerts@contoso.com'] },
     ],
-    smtp: {
-      // Exchange accepts a delegated token only for the user it was issued to, and app-only tokens by scope.
-      authorize: (user, accessToken) =>
-        harness.identity.isValidAccessToken(accessToken, { scope: delegatedScope, username: user }) ||
-        harness.identity.isValidAccessToken(accessToken, { scope: smtpScope }),
-    },
   });
   for (const username of [shared, reports, unconnected, intruder])
     harness.identity.registerUser({ username });
