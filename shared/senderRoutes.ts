@@ -24,8 +24,6 @@ export interface SenderRoute {
 
 export interface SenderRouter {
   route(fromAddress: string): SenderRoute;
-  /** Every configured route, for the status report and the Exchange setup script. */
-  rules(): readonly SenderRouteRule[];
   /** The addresses no domain route covers: the mailboxes that sign in themselves, and the exact routes. */
   outsideDomainRoutes(): readonly string[];
 }
@@ -55,7 +53,6 @@ export function createSenderRouter(
         ? { from, relation: 'self', signIn: [from] }
         : { from, relation: rule.relation, signIn: rule.signIn };
     },
-    rules: () => rules,
     outsideDomainRoutes: () => [...signInMailboxes, ...exact.keys()],
   };
 }
