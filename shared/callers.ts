@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { CallerRule } from './config.ts';
 import { RelayError } from './errors.ts';
+import { domainOf } from './mailAddress.ts';
 import { sha256 } from './sha256.ts';
 
 /**
@@ -45,8 +46,10 @@ export function authenticateCaller(apiKey: string | null | undefined, rules: rea
 
 export function mayUseSender(caller: Caller, senderAddress: string): boolean {
   const sender = senderAddress.toLowerCase();
-  const domain = sender.slice(sender.lastIndexOf('@') + 1);
-  return caller.senders.some((allowed) => allowed === '*' || allowed === sender || allowed === `*@${domain}`);
+  const domainWildcard = `*@${domainOf(sender)}`;
+  return caller.senders.some(
+    (allowed) => allowed === '*' || allowed === sender || allowed === domainWildcard,
+  );
 }
 
 export function authorizeSender(caller: Caller, senderAddress: string): void {

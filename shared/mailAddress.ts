@@ -18,3 +18,8 @@ export function isMailboxAddress(value: string): boolean {
 export function isDomainWildcard(value: string): boolean {
   return value.startsWith('*@') && isMailboxAddress(`postmaster${value.slice(1)}`);
 }
+
+/** The domain of an address (after its last `@`: a quoted local part may hold one, RFC 5321 4.1.2). */
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1);
+}

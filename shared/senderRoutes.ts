@@ -1,4 +1,5 @@
 import type { MailboxRule, SenderRouteRule, senderRelations } from './config.ts';
+import { domainOf } from './mailAddress.ts';
 
 /**
  * Who signs in to Exchange for a From address (RELAY_SENDER_ROUTES). Exchange counts its limits, checks SMTP
@@ -26,10 +27,6 @@ export interface SenderRouter {
   route(fromAddress: string): SenderRoute;
   /** The addresses no domain route covers: the mailboxes that sign in themselves, and the exact routes. */
   outsideDomainRoutes(): readonly string[];
-}
-
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1);
 }
 
 export function createSenderRouter(

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { RelayError } from '../errors.ts';
+import { domainOf } from '../mailAddress.ts';
 import type { RelayStorage } from '../storage/relayStorage.ts';
 import { withStorage } from '../storage/storageErrors.ts';
 import { createSendStatusStore, type SendStatus, type SendStatusStore } from './sendStatus.ts';
@@ -69,7 +70,7 @@ export function parseJob(queueItem: unknown): QueuedSendJob {
 }
 
 export function messageIdFor(id: string, sender: string): string {
-  return `<${id}@${sender.slice(sender.lastIndexOf('@') + 1)}>`;
+  return `<${id}@${domainOf(sender)}>`;
 }
 
 export function createSendQueue(storage: RelayStorage, now: () => Date = () => new Date()): SendQueue {

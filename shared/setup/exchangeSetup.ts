@@ -1,4 +1,5 @@
 import type { RelayConfig, SenderRouteRule } from '../config.ts';
+import { domainOf } from '../mailAddress.ts';
 import { createMailboxDirectory } from '../mailboxes.ts';
 import {
   createSenderRouter,
@@ -53,10 +54,6 @@ const namePattern = /^[^'"`\u2018-\u201f\p{Cc}]{1,64}$/u;
 
 function unique(addresses: Iterable<string>): string[] {
   return [...new Set(addresses)];
-}
-
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1);
 }
 
 export function signingInMailboxes(
