@@ -76,11 +76,10 @@ export function createRelay({
    */
   function mostHeadroom(candidates: readonly string[]): string {
     if (candidates.length === 1) return candidates[0] as string;
-    const score = (mailbox: string) => ({
-      wait: limiter?.waitFor(mailbox) ?? 0,
-      busy: inFlight.get(mailbox) ?? 0,
-      free: limiter?.freeSlots(mailbox) ?? 0,
-    });
+    const score = (mailbox: string) => {
+      const { waitMs, freeSlots } = limiter?.headroom(mailbox) ?? { waitMs: 0, freeSlots: 0 };
+      return { wait: waitMs, busy: inFlight.get(mailbox) ?? 0, free: freeSlots };
+    };
     let best = candidates[0] as string;
     let bestScore = score(best);
     for (const mailbox of candidates.slice(1)) {

@@ -13,10 +13,15 @@ export interface RateLimiter {
    * `mailbox_rate_limited` with the seconds until a slot frees up.
    */
   reserve(mailbox: string, maxWaitMs: number): Promise<void>;
+  /** The mailbox's headroom now, for choosing within a pool: one look at its window. */
+  headroom(mailbox: string): Headroom;
+}
+
+export interface Headroom {
   /** Milliseconds until the mailbox has a free slot (0 when it has one now). */
-  waitFor(mailbox: string): number;
-  /** Slots the mailbox can take now without waiting: its headroom, for choosing within a pool. */
-  freeSlots(mailbox: string): number;
+  waitMs: number;
+  /** Slots it can take now without waiting. */
+  freeSlots: number;
 }
 
 const WINDOW_MS = 60_000;
@@ -39,8 +44,7 @@ export function createRateLimiter(messagesPerMinute: number, now: () => number =
     return window;
   }
 
-  function waitFor(mailbox: string): number {
-    const window = windowOf(mailbox);
+  function waitFor(window: number[]): number {
     if (window.length < messagesPerMinute) return 0;
     // The slot frees when the send N places back leaves the window.
     const oldest = window[window.length - messagesPerMinute] ?? now();
@@ -48,14 +52,17 @@ export function createRateLimiter(messagesPerMinute: number, now: () => number =
   }
 
   return {
-    waitFor,
-    freeSlots: (mailbox) => Math.max(0, messagesPerMinute - windowOf(mailbox).length),
+    headroom(mailbox) {
+      const window = windowOf(mailbox);
+      return { waitMs: waitFor(window), freeSlots: Math.max(0, messagesPerMinute - window.length) };
+    },
     async reserve(mailbox, maxWaitMs) {
       const deadline = now() + maxWaitMs;
       for (;;) {
-        const wait = waitFor(mailbox);
+        const window = windowOf(mailbox);
+        const wait = waitFor(window);
         if (wait === 0) {
-          windowOf(mailbox).push(now());
+          window.push(now());
           return;
         }
         if (now() + wait > deadline) throw rateLimited(mailbox, wait, messagesPerMinute);
