@@ -2,13 +2,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /**
  * Azurite (the Azure Storage emulator from the `azurite` devDependency), started by the tests themselves:
- * one process per test file on free loopback ports, in memory, stopped after. The flags are the ones
+ * one process per test file on loopback ports it picks itself, in memory, stopped after. The flags are the ones
  * proven here: --skipApiVersionCheck (the current SDKs send a newer API version), --disableTelemetry (no
  * internet), --inMemoryPersistence (nothing left on disk). Spawned asynchronously: a test process that
  * hosts servers must never block its event loop on a child.
@@ -23,36 +22,44 @@ export interface Azurite {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+type Service = 'Blob' | 'Queue' | 'Table';
+const services: readonly Service[] = ['Blob', 'Queue', 'Table'];
 
-async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`azurite exited with code ${child.exitCode}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`azurite did not listen on ${port} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+/**
+ * Resolves with the port of each service once Azurite says it listens. Azurite picks the ports itself
+ * (port 0): a port found free beforehand can be taken by another test process's server before Azurite
+ * binds it, and then a check that something answers on it passes against the wrong server.
+ */
+function listeningPorts(child: ChildProcess, timeoutMs: number): Promise<Record<Service, number>> {
+  return new Promise((resolve, reject) => {
+    const ports: Partial<Record<Service, number>> = {};
+    let output = '';
+    const timer = setTimeout(() => fail(`azurite did not listen within ${timeoutMs} ms`), timeoutMs);
+    function fail(message: string): void {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      reject(new Error(`${message}\n${output}`));
+    }
+    function onData(chunk: Buffer): void {
+      output += chunk.toString();
+      for (const [, service, port] of output.matchAll(
+        /Azurite (Blob|Queue|Table) service is successfully listening at http:\/\/127\.0\.0\.1:(\d+)/g,
+      ))
+        ports[service as Service] = Number(port);
+      if (services.every((service) => ports[service] !== undefined)) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        // Nothing reads its output from here on: let it flow so Azurite never blocks on a full pipe.
+        child.stdout?.resume();
+        resolve(ports as Record<Service, number>);
+      }
+    }
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => fail(`azurite exited with code ${String(code)}`));
+  });
 }
 
 export async function startAzurite(): Promise<Azurite> {
-  const [blobPort, queuePort, tablePort] = [await freePort(), await freePort(), await freePort()];
   const entry = createRequire(import.meta.url).resolve('azurite/dist/src/azurite.js');
   // Azurite writes its debug log and extent metadata next to the working directory: give it its own.
   const workDirectory = await mkdtemp(join(tmpdir(), 'azurite-'));
@@ -60,35 +67,32 @@ export async function startAzurite(): Promise<Azurite> {
     process.execPath,
     [
       entry,
+      // Silent keeps the start-up lines that name the ports and drops the access log.
       '--silent',
       '--inMemoryPersistence',
       '--skipApiVersionCheck',
       '--disableTelemetry',
-      '--blobHost',
-      '127.0.0.1',
-      '--queueHost',
-      '127.0.0.1',
-      '--tableHost',
-      '127.0.0.1',
-      '--blobPort',
-      String(blobPort),
-      '--queuePort',
-      String(queuePort),
-      '--tablePort',
-      String(tablePort),
+      ...services.flatMap((service) => [
+        `--${service.toLowerCase()}Host`,
+        '127.0.0.1',
+        `--${service.toLowerCase()}Port`,
+        '0',
+      ]),
     ],
-    { cwd: workDirectory, stdio: ['ignore', 'ignore', 'pipe'] },
+    { cwd: workDirectory, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
+  let ports: Record<Service, number>;
   try {
-    await Promise.all([blobPort, queuePort, tablePort].map((port) => waitForPort(port, child, 20_000)));
+    ports = await listeningPorts(child, 20_000);
   } catch (error) {
     child.kill();
     throw new Error(`${(error as Error).message}\n${stderr}`);
   }
+  const { Blob: blobPort, Queue: queuePort, Table: tablePort } = ports;
   const base = 'http://127.0.0.1';
   return {
     connectionString:
