@@ -68,6 +68,8 @@ export async function measureColdStart(
       RELAY_LOCAL_SECRETS_PATH: secretsPath,
       RELAY_SMTP_HOST: 'localhost',
       RELAY_SMTP_PORT: String(peers.smtpPort),
+      // The probe runs without Azurite; the shared limits' cost is measured in bench/limits.ts.
+      RELAY_LIMITS_STORE: 'memory',
       RELAY_CALLERS: JSON.stringify([
         { name: 'cold', keySha256: hashCallerKey(callerKey), senders: [sender] },
       ]),

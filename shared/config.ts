@@ -264,7 +264,7 @@ export const relaySettings = {
       default: '3',
       // Exchange Online allows 3 concurrent SMTP AUTH connections per mailbox (432 4.3.2 beyond that).
       parse: integer(1, 3),
-      description: 'pooled SMTP connections per mailbox (Exchange Online allows 3)',
+      description: 'SMTP sessions per signed-in mailbox, over all instances (Exchange Online allows 3)',
     }),
     timeoutSeconds: setting({
       name: 'RELAY_SMTP_TIMEOUT_SECONDS',
@@ -398,20 +398,38 @@ export const relaySettings = {
       description: 'client id of the user-assigned identity for storage; empty for the system-assigned one',
     }),
   },
-  // Exchange Online's per-mailbox message rate, enforced before a message reaches SMTP.
+  // Exchange Online's per-mailbox limits, enforced before a message reaches SMTP, over every instance.
   throttle: {
     messagesPerMinute: setting({
       name: 'RELAY_MAILBOX_RATE_PER_MINUTE',
       // Exchange Online accepts 30 messages per minute per mailbox and delays the rest (4.3.2 when pushed on).
       default: '30',
       parse: integer(1, 100_000),
-      description: "messages per minute per sender mailbox (Exchange Online's limit)",
+      description: "messages per minute per signed-in mailbox, over all instances (Exchange Online's limit)",
+    }),
+    recipientsPerDay: setting({
+      name: 'RELAY_MAILBOX_RECIPIENTS_PER_DAY',
+      // Exchange Online: 10,000 recipients a rolling day per mailbox, then 554 5.2.0 SubmissionQuotaExceeded.
+      default: '10000',
+      parse: integer(1, 1_000_000),
+      description:
+        "recipients per rolling 24 hours per signed-in mailbox, over all instances (Exchange Online's limit)",
     }),
     maxWaitSeconds: setting({
       name: 'RELAY_RATE_LIMIT_WAIT_SECONDS',
       default: '10',
       parse: integer(0, 120),
-      description: 'how long a synchronous send waits for a rate slot before `429` + `Retry-After`',
+      description:
+        'how long a synchronous send waits for its start (the mailbox at its rate or daily recipients) before `429` + `Retry-After`',
+    }),
+    // Exchange counts per mailbox over every client: instances must share the limits. Memory is for a relay
+    // known to run as one process (a container, a laptop without Azurite).
+    store: setting({
+      name: 'RELAY_LIMITS_STORE',
+      default: 'storage',
+      parse: z.enum(['storage', 'memory']),
+      description:
+        '`storage`: the per-mailbox limits live in the storage account, shared by every instance; `memory`: this process only, for a relay that runs as exactly one process',
     }),
   },
   queue: {

@@ -448,13 +448,32 @@ const relayErrorCodes = {
     remedy: 'Retry later; check outbound TCP 587 from the Function App to the SMTP host.',
     retryAfterSeconds: 30,
   },
-  // The relay's own per-mailbox rate (Exchange Online throttles beyond 30 messages a minute); the call site
-  // says how long until a slot frees.
+  // Every SMTP-submitted message is saved to the sending mailbox's Sent Items, which counts against its quota.
+  sent_items_full: {
+    status: 502,
+    area: 'smtp',
+    title:
+      'The signed-in mailbox is full (554 5.2.2 QuotaExceededException): every message sent over SMTP is saved to its Sent Items.',
+    remedy:
+      "Give the relay's sign-in mailbox a retention policy that empties Sent Items (New-RetentionPolicyTag 'Relay Sent Items' -Type SentItems -AgeLimitForRetention 7 -RetentionAction PermanentlyDelete; New-RetentionPolicy 'Relay mailbox' -RetentionPolicyTagLinks 'Relay Sent Items'; Set-Mailbox -Identity <mailbox> -RetentionPolicy 'Relay mailbox'), or raise its quota; then retry.",
+  },
+  // The relay's own per-mailbox limits, shared by every instance (Exchange Online throttles beyond 30
+  // messages a minute and 10,000 recipients a day); the call site says how long until a start frees.
   mailbox_rate_limited: {
     status: 429,
     area: 'smtp',
-    title: 'The sender mailbox is at RELAY_MAILBOX_RATE_PER_MINUTE and no slot freed within the wait.',
+    title:
+      'The sender mailbox is at RELAY_MAILBOX_RATE_PER_MINUTE or RELAY_MAILBOX_RECIPIENTS_PER_DAY and no start freed within the wait.',
     retryAfterSeconds: 60,
+  },
+  mailbox_busy: {
+    status: 429,
+    area: 'smtp',
+    title:
+      'Every SMTP session the mailbox may have (RELAY_SMTP_MAX_CONNECTIONS, counted over all instances) stayed busy for the whole wait.',
+    remedy:
+      'Retry after the Retry-After delay, send with "Prefer: respond-async" to let the relay queue it, or spread mail over several sender mailboxes.',
+    retryAfterSeconds: 5,
   },
 
   // The relay itself.

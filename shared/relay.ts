@@ -1,7 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SendMailOptions } from 'nodemailer';
 import { authorizeSender, type Caller } from './callers.ts';
 import type { SenderRouteRule } from './config.ts';
 import { RelayError } from './errors.ts';
+import type { MailboxLimits } from './limits/mailboxLimits.ts';
+import { LATE_START_MS } from './limits/sendSchedule.ts';
 import { type SendRequest, senderMailbox, toMailOptions } from './message.ts';
 import {
   grantCommand,
@@ -10,8 +13,8 @@ import {
   type SenderRoute,
   type SenderRouter,
 } from './senderRoutes.ts';
+import { IDLE_SESSION_MS, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import type { MailSender, SendOutcome } from './smtp/mailSender.ts';
-import type { RateLimiter } from './smtp/rateLimiter.ts';
 import { requiresSignIn } from './tokens/delegatedTokenSource.ts';
 
 /**
@@ -19,7 +22,8 @@ import { requiresSignIn } from './tokens/delegatedTokenSource.ts';
  * the From address (`authorizeMessage`, the one sender check; a relay send takes only an authorized
  * message), so nothing touches tokens or SMTP before that. The sender route then says which mailbox signs
  * in for that address (shared/senderRoutes.ts); every limit is that mailbox's, since Exchange counts per
- * signed-in mailbox. Each send takes a slot of its message rate first, waiting a bounded time for one.
+ * signed-in mailbox, over every instance: each send holds one of the mailbox's SMTP sessions and starts at
+ * a start reserved in its shared schedule, waiting a bounded time for both (shared/limits/).
  */
 export interface AuthorizedMessage {
   caller: Caller;
@@ -45,45 +49,92 @@ export interface SendResult extends SendOutcome {
 export interface SendOptions {
   /** A Message-ID chosen in advance, so every attempt of a queued message carries the same one. */
   messageId?: string;
-  /** How long to wait for a rate slot before 429; the configured default when omitted. */
-  maxRateWaitMs?: number;
+  /** How long a synchronous send waits for its start before 429; the configured default when omitted. */
+  maxWaitMs?: number;
+  /**
+   * A queued message: it starts at its reserved start when it has one for a mailbox of its route (reserved
+   * when it was accepted), else it reserves the next start however late; a start more than a moment away
+   * throws SendDeferred, and the queue holds the message invisible until then.
+   */
+  queued?: { reserved?: ReservedStart | undefined };
+}
+
+/** A start reserved in a mailbox's shared schedule (shared/limits/mailboxLimits.ts). */
+export interface ReservedStart {
+  /** The mailbox that signs in. */
+  mailbox: string;
+  /** ms since the epoch. */
+  at: number;
+}
+
+/** A queued message's start is later: nothing was sent, its start is reserved. */
+export class SendDeferred extends Error {
+  readonly start: ReservedStart;
+  constructor(start: ReservedStart) {
+    super(`send deferred to ${new Date(start.at).toISOString()}`);
+    this.name = 'SendDeferred';
+    this.start = start;
+  }
 }
 
 export interface Relay {
   send(message: AuthorizedMessage, options?: SendOptions): Promise<SendResult>;
+  /** Reserves a queued message's start, on the member of its route with the most headroom. */
+  schedule(message: AuthorizedMessage): Promise<ReservedStart>;
 }
 
 export interface RelayDependencies {
   mailSender: MailSender;
   router: SenderRouter;
-  limiter?: RateLimiter | undefined;
-  defaultRateWaitMs?: number;
+  transports: MailboxTransports;
+  limits: MailboxLimits;
+  /** How long a synchronous send waits for its start (RELAY_RATE_LIMIT_WAIT_SECONDS). */
+  defaultWaitMs?: number;
+  /** How long a synchronous send waits for one of the mailbox's sessions (one SMTP timeout). */
+  syncSessionWaitMs: number;
+  now?: () => number;
 }
+
+/** A queued message waits this long for a session: longer than an idle session elsewhere keeps its slot. */
+export const QUEUED_SESSION_WAIT_MS = IDLE_SESSION_MS + 5_000;
+/** A queued message that arrives this close to its start waits for it rather than going back to the queue. */
+const EARLY_WAIT_MS = 3_000;
 
 export function createRelay({
   mailSender,
   router,
-  limiter,
-  defaultRateWaitMs = 0,
+  transports,
+  limits,
+  defaultWaitMs = 0,
+  syncSessionWaitMs,
+  now = Date.now,
 }: RelayDependencies): Relay {
-  // Sends under way per signed-in mailbox: a pool member with fewer has more of its 3 connections free.
+  // Sends under way per signed-in mailbox: a pool member with fewer has more of its 3 sessions free.
   const inFlight = new Map<string, number>();
+  const adjustInFlight = (mailbox: string, by: number) => {
+    const count = (inFlight.get(mailbox) ?? 0) + by;
+    if (count <= 0) inFlight.delete(mailbox);
+    else inFlight.set(mailbox, count);
+  };
 
   /**
-   * The pool member with the most headroom: one that can send now before one that must wait for a rate
-   * slot, then the one with the fewest sends under way (free connections), then the most free rate slots.
-   * The choice and the slot reservation below happen in one synchronous step, so concurrent sends spread.
+   * The pool member with the most headroom: one that can send now before one that must wait for a start,
+   * then the one with the fewest sends under way here (free sessions), then the most free starts. The
+   * shared schedules are read together; the choice is then made and counted in one synchronous step, so
+   * a burst spreads over the members.
    */
-  function mostHeadroom(candidates: readonly string[]): string {
+  async function mostHeadroom(candidates: readonly string[]): Promise<string> {
     if (candidates.length === 1) return candidates[0] as string;
-    const score = (mailbox: string) => {
-      const { waitMs, freeSlots } = limiter?.headroom(mailbox) ?? { waitMs: 0, freeSlots: 0 };
-      return { wait: waitMs, busy: inFlight.get(mailbox) ?? 0, free: freeSlots };
-    };
-    let best = candidates[0] as string;
-    let bestScore = score(best);
-    for (const mailbox of candidates.slice(1)) {
-      const next = score(mailbox);
+    const rooms = await Promise.all(candidates.map((mailbox) => limits.headroom(mailbox)));
+    const score = (index: number) => ({
+      wait: rooms[index]?.waitMs ?? 0,
+      busy: inFlight.get(candidates[index] as string) ?? 0,
+      free: rooms[index]?.freeSlots ?? 0,
+    });
+    let best = 0;
+    let bestScore = score(0);
+    for (let index = 1; index < candidates.length; index += 1) {
+      const next = score(index);
       const better =
         next.wait !== bestScore.wait
           ? next.wait < bestScore.wait
@@ -91,11 +142,11 @@ export function createRelay({
             ? next.busy < bestScore.busy
             : next.free > bestScore.free;
       if (better) {
-        best = mailbox;
+        best = index;
         bestScore = next;
       }
     }
-    return best;
+    return candidates[best] as string;
   }
 
   async function sendThrough(
@@ -104,39 +155,71 @@ export function createRelay({
     request: SendRequest,
     options: SendOptions,
   ): Promise<SendResult> {
-    await limiter?.reserve(signIn, options.maxRateWaitMs ?? defaultRateWaitMs);
-    const mail = addressedFor(toMailOptions(request), request, route.relation, signIn);
-    if (options.messageId !== undefined) mail.messageId = options.messageId;
-    inFlight.set(signIn, (inFlight.get(signIn) ?? 0) + 1);
-    try {
-      const outcome = await mailSender.send(signIn, mail);
-      return { sender: signIn, from: route.from, relation: route.relation, ...outcome };
-    } finally {
-      const left = (inFlight.get(signIn) ?? 1) - 1;
-      if (left === 0) inFlight.delete(signIn);
-      else inFlight.set(signIn, left);
-    }
+    const { queued } = options;
+    await mailSender.prepare(signIn);
+    // The session first, then the start: a send starts the moment its start comes, on a connection it
+    // holds. A session frees when its message is done, which takes at most one SMTP timeout.
+    const sessionWaitMs = queued === undefined ? syncSessionWaitMs : QUEUED_SESSION_WAIT_MS;
+    return transports.withSession(signIn, sessionWaitMs, async (session) => {
+      const deadline = now() + (options.maxWaitMs ?? defaultWaitMs);
+      const reserved = queued?.reserved;
+      const at =
+        reserved !== undefined && reserved.mailbox === signIn && now() <= reserved.at + LATE_START_MS
+          ? reserved.at
+          : await limits.reserve(
+              signIn,
+              { recipients: recipientCount(request), spaced: queued !== undefined },
+              queued === undefined ? Math.max(0, deadline - now()) : undefined,
+            );
+      if (queued !== undefined && at - now() > EARLY_WAIT_MS) throw new SendDeferred({ mailbox: signIn, at });
+      if (at > now()) await sleep(at - now());
+      const mail = addressedFor(toMailOptions(request), request, route.relation, signIn);
+      if (options.messageId !== undefined) mail.messageId = options.messageId;
+      try {
+        const outcome = await mailSender.send(signIn, mail, session);
+        return { sender: signIn, from: route.from, relation: route.relation, ...outcome };
+      } catch (error) {
+        if (error instanceof RelayError && error.code === 'recipient_quota_exceeded') {
+          await limits.parkAfterQuotaRefusal(signIn).catch(() => undefined);
+        }
+        throw error;
+      }
+    });
   }
 
   return {
     async send({ sender, request }, options = {}) {
       const route = router.route(sender);
       let candidates = route.signIn;
+      const reserved = options.queued?.reserved?.mailbox;
       for (;;) {
-        const signIn = mostHeadroom(candidates);
+        const signIn =
+          reserved !== undefined && candidates.includes(reserved) ? reserved : await mostHeadroom(candidates);
+        adjustInFlight(signIn, 1);
         try {
           return await sendThrough(signIn, route, request, options);
         } catch (error) {
           if (!(error instanceof RelayError)) throw error;
-          // A pool member that needs a new sign-in failed at its token, before any SMTP byte: the others
-          // can still carry the message. Its own health record and /api/status say what to fix.
+          // A pool member that needs a new sign-in failed at its token, before any SMTP byte, and one over
+          // its daily quota refused before accepting: the others can still carry the message. Its own
+          // health record and /api/status say what to fix.
           candidates = candidates.filter((mailbox) => mailbox !== signIn);
-          if (!requiresSignIn(error) || candidates.length === 0) throw withRoute(error, route, signIn);
+          const another = requiresSignIn(error) || error.code === 'recipient_quota_exceeded';
+          if (!another || candidates.length === 0) throw withRoute(error, route, signIn);
+        } finally {
+          adjustInFlight(signIn, -1);
         }
       }
     },
+    async schedule({ sender, request }) {
+      const mailbox = await mostHeadroom(router.route(sender).signIn);
+      const at = await limits.reserve(mailbox, { recipients: recipientCount(request), spaced: true });
+      return { mailbox, at };
+    },
   };
 }
+
+const recipientCount = (request: SendRequest) => request.to.length + request.cc.length + request.bcc.length;
 
 /**
  * Exchange checks the right to use the From address against the mailbox that signed in, after DATA. The

@@ -10,6 +10,14 @@ import { findPublicStatus } from './durable/sendStatus.ts';
 import { createSendSubmitter, type SendSubmitter } from './durable/submitSend.ts';
 import { RelayError } from './errors.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency/idempotencyStore.ts';
+import {
+  createMemoryScheduleStore,
+  createMemorySessionSlots,
+  type ScheduleStore,
+  type SessionSlotStore,
+} from './limits/limitStores.ts';
+import { createMailboxLimits, type MailboxLimits } from './limits/mailboxLimits.ts';
+import { createBlobSessionSlots, createTableScheduleStore } from './limits/storageLimitStores.ts';
 import { createMailboxDirectory, type MailboxDirectory } from './mailboxes.ts';
 import { type ConsentFlow, createConsentFlow } from './oauth/consentFlow.ts';
 import { createPendingConsents } from './oauth/pendingConsents.ts';
@@ -19,7 +27,6 @@ import { createSecretStore, defaultAzureCredential } from './secrets/createSecre
 import { createSenderRouter, type SenderRouter } from './senderRoutes.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
-import { createRateLimiter, type RateLimiter } from './smtp/rateLimiter.ts';
 import { createRelayStorage, type RelayStorage } from './storage/relayStorage.ts';
 import type { MailboxTokenProvider } from './tokens/accessToken.ts';
 import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
@@ -47,7 +54,9 @@ export interface Runtime {
   status(): Promise<StatusReport>;
   /** The same token pipeline the transports use; diagnostics ask it directly. */
   tokens: MailboxTokenProvider;
-  limiter: RateLimiter;
+  /** The per-mailbox limits every send goes through (shared by all instances unless RELAY_LIMITS_STORE=memory). */
+  limits: MailboxLimits;
+  limitStores: { schedules: ScheduleStore; sessionSlots: SessionSlotStore };
   storage: RelayStorage;
   sendQueue: SendQueue;
   idempotency: IdempotencyStore;
@@ -58,10 +67,25 @@ export interface Runtime {
   queuedSendStatus(callerKey: string | null, id: string): Promise<Record<string, unknown>>;
   /** POST /api/mailboxes/{address}/test: the step-by-step connection check. */
   checkConnection: ConnectionCheck;
-  close(): void;
+  close(): Promise<void>;
 }
 
 type DurableParts = Pick<Runtime, 'storage' | 'sendQueue' | 'idempotency' | 'queuedSends'>;
+
+/**
+ * The per-mailbox limits' stores: the storage account's, which every instance shares (its SDKs are then
+ * loaded at start-up, since every send needs them), or this process's memory with RELAY_LIMITS_STORE=memory.
+ */
+function limitStoresFor(config: RelayConfig, storage: () => RelayStorage): Runtime['limitStores'] {
+  if (config.throttle.store === 'memory') {
+    return { schedules: createMemoryScheduleStore(), sessionSlots: createMemorySessionSlots() };
+  }
+  const shared = storage();
+  return {
+    schedules: createTableScheduleStore(shared.mailboxLimits, shared.ready),
+    sessionSlots: createBlobSessionSlots(shared.sessionSlots, shared.ready),
+  };
+}
 
 export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): Runtime {
   const tokenCache = createTokenCache({ marginSeconds: config.identity.expiryMarginSeconds });
@@ -75,21 +99,32 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     directory: mailboxes,
   });
   const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
-  const transports = createMailboxTransports(config.smtp, tokens);
-  const limiter = createRateLimiter(config.throttle.messagesPerMinute);
+  // The storage clients (and the three storage SDKs behind them) are built on first use: with the limits
+  // in memory, a synchronous send without an Idempotency-Key never touches storage.
+  let storageClients: RelayStorage | undefined;
+  const storageOf = () => {
+    storageClients ??= createRelayStorage(config.storage);
+    return storageClients;
+  };
+  const limitStores = limitStoresFor(config, storageOf);
+  const limits = createMailboxLimits(limitStores.schedules, {
+    messagesPerMinute: config.throttle.messagesPerMinute,
+    recipientsPerDay: config.throttle.recipientsPerDay,
+  });
+  const transports = createMailboxTransports(config.smtp, tokens, limitStores.sessionSlots);
   const senderRouter = createSenderRouter(config.senderRoutes, config.mailboxes);
   const relay = createRelay({
-    mailSender: createMailSender(config.smtp, tokens, transports),
+    mailSender: createMailSender(config.smtp, tokens),
     router: senderRouter,
-    limiter,
-    defaultRateWaitMs: config.throttle.maxWaitSeconds * 1000,
+    transports,
+    limits,
+    defaultWaitMs: config.throttle.maxWaitSeconds * 1000,
+    syncSessionWaitMs: config.smtp.timeoutSeconds * 1000,
   });
-  // The durable parts (and the three storage SDKs behind them) are built on first use: a synchronous send
-  // without an Idempotency-Key never touches storage, and a cold start should not load what it won't use.
   let durable: DurableParts | undefined;
   const durableParts = (): DurableParts => {
     if (durable === undefined) {
-      const storage = createRelayStorage(config.storage);
+      const storage = storageOf();
       const sendQueue = createSendQueue(storage);
       durable = {
         storage,
@@ -139,7 +174,8 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     maintenance,
     status: () => statusReporter.report(),
     tokens,
-    limiter,
+    limits,
+    limitStores,
     get storage() {
       return durableParts().storage;
     },
@@ -162,6 +198,8 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     checkConnection: createConnectionCheck({
       smtp: config.smtp,
       tokens,
+      transports,
+      limits,
       router: senderRouter,
       modeOf: mailboxes.modeOf,
     }),

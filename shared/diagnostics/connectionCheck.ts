@@ -5,6 +5,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { MailboxMode, RelayConfig } from '../config.ts';
 import { ensureRelayError, invalidRequest, type RelayError } from '../errors.ts';
+import type { MailboxLimits } from '../limits/mailboxLimits.ts';
 import { parseSendRequest, senderMailbox } from '../message.ts';
 import { sendAsDenied } from '../relay.ts';
 import {
@@ -15,6 +16,7 @@ import {
   type SenderRouter,
 } from '../senderRoutes.ts';
 import { smtpConnectionOptions } from '../smtp/connectionOptions.ts';
+import type { MailboxTransports } from '../smtp/mailboxTransports.ts';
 import { mapSmtpError } from '../smtp/smtpErrors.ts';
 import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
 import { readTokenClaims } from '../tokens/tokenClaims.ts';
@@ -26,7 +28,13 @@ import { readTokenClaims } from '../tokens/tokenClaims.ts';
  * after a failure are skipped. A routed address (shared/senderRoutes.ts) is tested through each mailbox
  * that signs in for it, and its test message goes out with the routed From, so Exchange checks the right.
  */
-export type StepName = 'token' | 'tcp_connect' | 'starttls' | 'auth_xoauth2' | 'test_message';
+export type StepName =
+  | 'token'
+  | 'tcp_connect'
+  | 'session_slot'
+  | 'starttls'
+  | 'auth_xoauth2'
+  | 'test_message';
 
 export interface StepReport {
   step: StepName;
@@ -113,13 +121,22 @@ export type ConnectionCheck = (
 export interface ConnectionCheckDependencies {
   smtp: RelayConfig['smtp'];
   tokens: MailboxTokenProvider;
+  /** The test's SMTP session takes one of the mailbox's session slots, as every send does. */
+  transports: Pick<MailboxTransports, 'withSlot'>;
+  /** And its test message takes a send slot. */
+  limits: Pick<MailboxLimits, 'reserve'>;
   router: SenderRouter;
   modeOf(mailbox: string): MailboxMode;
 }
 
+/** How long the test waits for one of the mailbox's sessions, then reports them all busy. */
+export const CHECK_SLOT_WAIT_MS = 5_000;
+
 export function createConnectionCheck({
   smtp,
   tokens,
+  transports,
+  limits,
   router,
   modeOf,
 }: ConnectionCheckDependencies): ConnectionCheck {
@@ -209,6 +226,25 @@ export function createConnectionCheck({
         remedy: `Allow outbound TCP ${smtp.port} from the Function App to ${smtp.host} (NSG, firewall, VNet route); check RELAY_SMTP_HOST and RELAY_SMTP_PORT.`,
       });
     });
+    // Held from here until the session is closed: the test never is a session beyond the mailbox's limit.
+    let releaseSlot: (() => void) | undefined;
+    let slotHeld: Promise<unknown> = Promise.resolve();
+    await run(
+      'session_slot',
+      () =>
+        new Promise<Record<string, unknown>>((resolve, reject) => {
+          const asked = Date.now();
+          slotHeld = transports
+            .withSlot(mailbox, CHECK_SLOT_WAIT_MS, () => {
+              resolve({ waitedMs: Date.now() - asked });
+              return new Promise<void>((done) => {
+                releaseSlot = done;
+              });
+            })
+            .catch(reject);
+        }),
+      ensureRelayError,
+    );
     await run(
       'starttls',
       async () => {
@@ -258,6 +294,7 @@ export function createConnectionCheck({
         'test_message',
         async () => {
           const opened = connection as SMTPConnection;
+          await limits.reserve(mailbox, { recipients: 1, spaced: false }, CHECK_SLOT_WAIT_MS);
           const raw = await new MailComposer({
             from: route.from,
             ...(route.relation === 'sendOnBehalf' ? { sender: mailbox } : {}),
@@ -283,6 +320,8 @@ export function createConnectionCheck({
       );
     }
     connection?.quit();
+    releaseSlot?.();
+    await slotHeld;
     if (failed) report.ok = false;
   }
 

@@ -1,15 +1,17 @@
 import type { RelayConfig } from '../config.ts';
 import { ensureRelayError, RelayError } from '../errors.ts';
 import { type MessageLimits, parseSendRequest } from '../message.ts';
-import { authorizeMessage, type Relay } from '../relay.ts';
-import { parseJob, type QueuedSendJob, type SendQueue } from './sendQueue.ts';
+import { authorizeMessage, type Relay, SendDeferred } from '../relay.ts';
+import { delayUntil, parseJob, type QueuedSendJob, type SendQueue } from './sendQueue.ts';
 import type { SendError, SendStatus } from './sendStatus.ts';
 
 /**
  * Sends one queued message, as the queue trigger delivers it. Exactly one processor sends a given attempt:
  * it first claims the message by a conditional (ETag) update of its status row to "sending". Outcomes:
  * - sent: status "sent" with the Message-ID and the server's reply;
- * - over the mailbox's rate: put back on the queue, invisible until a slot frees (not an attempt, not failed);
+ * - its start (reserved in the mailbox's shared schedule when it was accepted, or now) is later: put back on
+ *   the queue, invisible until that start (not an attempt, not failed), so a backlog costs one delivery per
+ *   message, not one per message per poll;
  * - transient failure: put back with exponential backoff as the next attempt, until `maxAttempts`;
  * - permanent failure or attempts used up: status "failed" with code and remedy, job on the poison queue.
  * Copies of a queue message (the queue delivers at least once) find the status ahead of them and stop.
@@ -122,6 +124,24 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
     },
   };
 
+  async function waitInQueue(
+    job: QueuedSendJob,
+    status: SendStatus,
+    claimEtag: string,
+    until: number,
+  ): Promise<QueueOutcome> {
+    const waiting: SendStatus = {
+      ...status,
+      state: 'queued',
+      updatedAt: iso(now()),
+      nextAttemptAt: iso(until),
+    };
+    delete waiting.leaseUntil;
+    await queue.statuses.replace(waiting, claimEtag);
+    await queue.enqueue(job, delayUntil(until, now()));
+    return 'rate_delayed';
+  }
+
   async function processJob(job: QueuedSendJob): Promise<QueueOutcome> {
     const current = await queue.statuses.get(job.callerName, job.id);
     if (current === undefined) return 'duplicate_dropped';
@@ -165,24 +185,19 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
       const authorized = authorizeMessage({ name: rule.name, senders: rule.senders }, request);
       outcome = await relay.send(authorized, {
         messageId: status.messageId,
-        maxRateWaitMs: 0,
+        queued: { reserved: job.start },
       });
     } catch (caught) {
+      // Not an attempt: nothing was sent. Give the claim back; the queue holds the message until its start
+      // (reserved in the mailbox's schedule) or, when every session was busy, for a moment.
+      if (caught instanceof SendDeferred) {
+        return waitInQueue({ ...job, start: caught.start }, status, claimEtag, caught.start.at);
+      }
       const error = ensureRelayError(caught);
       if (error.code === 'storage_unavailable') throw error;
-      if (error.code === 'mailbox_rate_limited') {
-        // Not an attempt: nothing was sent. Give the claim back and wait for a free slot.
-        const delay = error.retryAfterSeconds ?? 1;
-        const waiting: SendStatus = {
-          ...status,
-          state: 'queued',
-          updatedAt: iso(now()),
-          nextAttemptAt: iso(now() + delay * 1000),
-        };
-        delete waiting.leaseUntil;
-        await queue.statuses.replace(waiting, claimEtag);
-        await queue.enqueue(job, delay);
-        return 'rate_delayed';
+      if (error.code === 'mailbox_busy' || error.code === 'mailbox_rate_limited') {
+        const { start: _stale, ...unscheduled } = job;
+        return waitInQueue(unscheduled, status, claimEtag, now() + (error.retryAfterSeconds ?? 1) * 1000);
       }
       if (error.transient && attempt < config.queue.maxAttempts) {
         const delay = backoffSeconds(config.queue.retryBaseSeconds, attempt, random);
@@ -196,7 +211,8 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
         delete retrying.leaseUntil;
         // The next attempt's queue message goes out before this one is acknowledged: a crash in between
         // leaves two copies, and the second finds attempt already used and drops itself.
-        await queue.enqueue({ ...job, attempt: attempt + 1 }, delay);
+        const { start: _used, ...next } = job;
+        await queue.enqueue({ ...next, attempt: attempt + 1 }, delay);
         await queue.statuses.replace(retrying, claimEtag);
         return 'retry_scheduled';
       }

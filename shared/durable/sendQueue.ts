@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { RelayError } from '../errors.ts';
 import { domainOf } from '../mailAddress.ts';
+import type { ReservedStart } from '../relay.ts';
 import type { RelayStorage } from '../storage/relayStorage.ts';
 import { withStorage } from '../storage/storageErrors.ts';
 import { createSendStatusStore, type SendStatus, type SendStatusStore } from './sendStatus.ts';
@@ -19,6 +20,8 @@ export interface QueuedSendJob {
   /** The request JSON exactly as accepted (validated again before sending). */
   body?: unknown;
   bodyBlob?: string;
+  /** The start reserved for it in its mailbox's shared schedule; the queue holds it invisible until then. */
+  start?: ReservedStart;
 }
 
 export interface AcceptedSend {
@@ -28,7 +31,8 @@ export interface AcceptedSend {
 
 export interface SendQueue {
   statuses: SendStatusStore;
-  accept(callerName: string, sender: string, body: unknown): Promise<AcceptedSend>;
+  /** Queues a message, invisible until `start` when it has one. */
+  accept(callerName: string, sender: string, body: unknown, start?: ReservedStart): Promise<AcceptedSend>;
   /** Puts a job (back) on the send queue, invisible for `delaySeconds`. */
   enqueue(job: QueuedSendJob, delaySeconds: number): Promise<void>;
   /** Dead-letters a job on the poison queue, where an operator can inspect or replay it. */
@@ -62,11 +66,21 @@ export function parseJob(queueItem: unknown): QueuedSendJob {
     typeof job.id !== 'string' ||
     typeof job.callerName !== 'string' ||
     typeof job.attempt !== 'number' ||
-    (job.body === undefined && typeof job.bodyBlob !== 'string')
+    (job.body === undefined && typeof job.bodyBlob !== 'string') ||
+    (job.start !== undefined && (typeof job.start?.mailbox !== 'string' || typeof job.start?.at !== 'number'))
   ) {
     throw new RelayError('queue_message_invalid');
   }
   return job as QueuedSendJob;
+}
+
+/**
+ * The visibility delay for a start: a queue message becomes visible to the whole second, and the host polls
+ * an idle queue only every few seconds (host.json maxPollingInterval), so it is made visible a second
+ * early and the invocation waits the rest (shared/relay.ts).
+ */
+export function delayUntil(at: number, now: number): number {
+  return Math.max(0, Math.floor((at - now) / 1000) - 1);
 }
 
 export function messageIdFor(id: string, sender: string): string {
@@ -90,10 +104,17 @@ export function createSendQueue(storage: RelayStorage, now: () => Date = () => n
     statuses,
     enqueue,
 
-    async accept(callerName, sender, body) {
+    async accept(callerName, sender, body, start) {
       await withStorage(() => storage.ready());
       const id = randomUUID();
-      const job: QueuedSendJob = { v: 1, id, callerName, attempt: 1, body };
+      const job: QueuedSendJob = {
+        v: 1,
+        id,
+        callerName,
+        attempt: 1,
+        body,
+        ...(start === undefined ? {} : { start }),
+      };
       if (Buffer.byteLength(JSON.stringify(job)) > INLINE_BODY_LIMIT_BYTES) {
         const blobName = `${id}.json`;
         job.bodyBlob = blobName;
@@ -117,10 +138,13 @@ export function createSendQueue(storage: RelayStorage, now: () => Date = () => n
         updatedAt: at,
         messageId: messageIdFor(id, sender),
         ...(job.bodyBlob === undefined ? {} : { bodyBlob: job.bodyBlob }),
+        ...(start === undefined || start.at <= now().getTime()
+          ? {}
+          : { nextAttemptAt: new Date(start.at).toISOString() }),
       };
       await statuses.create(status);
       try {
-        await enqueue(job, 0);
+        await enqueue(job, start === undefined ? 0 : delayUntil(start.at, now().getTime()));
       } catch (error) {
         // Without its queue message the status would say "queued" forever: take it back, answer 503.
         await statuses.remove(callerName, id).catch(() => undefined);

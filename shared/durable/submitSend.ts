@@ -116,7 +116,9 @@ async function submitSend(
 
   async function run(): Promise<SendResponse> {
     if (options.respondAsync) {
-      const accepted = await deps.sendQueue.accept(caller.name, authorized.sender, payload.queuedBody);
+      // Its start is reserved now, so the queue delivers it once, when it can go (not polled until then).
+      const start = await deps.relay.schedule(authorized);
+      const accepted = await deps.sendQueue.accept(caller.name, authorized.sender, payload.queuedBody, start);
       const statusUrl = options.statusUrl(accepted.id);
       return {
         status: 202,

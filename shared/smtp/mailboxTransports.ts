@@ -1,34 +1,74 @@
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer/lib/smtp-pool';
 import type { RelayConfig } from '../config.ts';
+import { RelayError } from '../errors.ts';
+import { type HeldSlot, SESSION_RENEW_MS, type SessionSlotStore } from '../limits/limitStores.ts';
 import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
 import { smtpConnectionOptions } from './connectionOptions.ts';
 
 /**
- * One pooled nodemailer transport per sender mailbox, created on first use and reused across sends.
- * Exchange Online allows at most 3 concurrent SMTP AUTH connections per mailbox (432 4.3.2 beyond), so the
- * pool never opens more than the configured maximum; further sends queue inside nodemailer's pool.
+ * The relay's SMTP sessions. Exchange Online allows at most 3 concurrent SMTP AUTH sessions per mailbox
+ * (432 4.3.2 at a 4th), counted over every client, so each session first takes one of the mailbox's
+ * session slots, which every instance shares (shared/limits/limitStores.ts). A session is one SMTP
+ * connection (a nodemailer pool of one, so the connection and its login are reused), carries one message
+ * at a time, and keeps its slot renewed while it lives. A session idle for IDLE_SESSION_MS is closed and
+ * its slot given back, so another instance can use it and nothing is kept per sender that is not used.
+ * At most MAX_LIVE_SESSIONS live in one instance: beyond that the least recently used idle one is closed.
  * Each new connection asks the relay's token cache for a token through nodemailer's provisionCallback.
  */
 export type MailboxTransport = Transporter<SMTPPoolSentMessageInfo, SMTPPoolOptions>;
 
 export interface MailboxTransports {
-  transportFor(mailbox: string): MailboxTransport;
-  /** Closes every pooled connection; used at shutdown and by tests. */
-  closeAll(): void;
+  /**
+   * Runs `use` on one of this instance's sessions for the mailbox, waiting at most `maxWaitMs` for a free
+   * session slot; when none frees, 429 `mailbox_busy`.
+   */
+  withSession<T>(
+    mailbox: string,
+    maxWaitMs: number,
+    use: (transport: MailboxTransport) => Promise<T>,
+  ): Promise<T>;
+  /** Holds one of the mailbox's session slots for a connection of the caller's own (the connection test). */
+  withSlot<T>(mailbox: string, maxWaitMs: number, use: () => Promise<T>): Promise<T>;
+  /** Sessions open in this instance now. */
+  readonly liveSessions: number;
+  /** Closes every session and gives its slot back; used at shutdown and by tests. */
+  closeAll(): Promise<void>;
+}
+
+export const IDLE_SESSION_MS = 10_000;
+export const MAX_LIVE_SESSIONS = 64;
+const FIRST_PAUSE_MS = 25;
+const LONGEST_PAUSE_MS = 500;
+
+interface Session {
+  key: string;
+  held: HeldSlot;
+  /** Undefined for a slot held for the connection test's own connection. */
+  transport: MailboxTransport | undefined;
+  busy: boolean;
+  lost: boolean;
+  lastUsed: number;
+  idleTimer?: NodeJS.Timeout;
+  renewTimer: NodeJS.Timeout;
 }
 
 export function createMailboxTransports(
   smtp: RelayConfig['smtp'],
   tokens: MailboxTokenProvider,
+  slots: SessionSlotStore,
 ): MailboxTransports {
-  const transports = new Map<string, MailboxTransport>();
   const connection = smtpConnectionOptions(smtp);
+  const sessions = new Map<string, Session[]>();
+  let live = 0;
+  let opening = 0;
+  const released = new Set<() => void>();
 
   function createTransport(mailbox: string): MailboxTransport {
     return nodemailer.createTransport({
       pool: true,
-      maxConnections: smtp.maxConnectionsPerMailbox,
+      // One connection per session: the slot is the limit, the pool keeps the connection and its login.
+      maxConnections: 1,
       maxMessages: 100,
       ...connection,
       disableFileAccess: true,
@@ -47,19 +87,161 @@ export function createMailboxTransports(
     });
   }
 
-  return {
-    transportFor(mailbox) {
-      const key = mailbox.toLowerCase();
-      let transport = transports.get(key);
-      if (transport === undefined) {
-        transport = createTransport(key);
-        transports.set(key, transport);
+  function wakeWaiters(): void {
+    for (const wake of released) wake();
+    released.clear();
+  }
+
+  function pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        released.delete(done);
+        resolve();
       }
-      return transport;
+      released.add(done);
+    });
+  }
+
+  async function close(session: Session): Promise<void> {
+    const list = sessions.get(session.key) ?? [];
+    const index = list.indexOf(session);
+    if (index === -1) return;
+    list.splice(index, 1);
+    if (list.length === 0) sessions.delete(session.key);
+    live -= 1;
+    clearTimeout(session.idleTimer);
+    clearInterval(session.renewTimer);
+    session.transport?.close();
+    // The connection is closed first: the slot must never be free while this session could still talk.
+    await session.held.release().catch(() => undefined);
+    wakeWaiters();
+  }
+
+  function lose(session: Session): void {
+    session.lost = true;
+    if (!session.busy) void close(session);
+  }
+
+  function open(key: string, held: HeldSlot, pooled: boolean): Session {
+    const session: Session = {
+      key,
+      held,
+      transport: pooled ? createTransport(key) : undefined,
+      busy: true,
+      lost: false,
+      lastUsed: Date.now(),
+      renewTimer: setInterval(() => {
+        // A slot that cannot be renewed (taken after expiry, or storage down) is given up: better one
+        // session fewer than a 4th session at Exchange.
+        held.renew().then(
+          (kept) => kept || lose(session),
+          () => lose(session),
+        );
+      }, SESSION_RENEW_MS),
+    };
+    session.renewTimer.unref();
+    const list = sessions.get(key) ?? [];
+    list.push(session);
+    sessions.set(key, list);
+    live += 1;
+    return session;
+  }
+
+  function closeLeastRecentlyUsedIdle(): boolean {
+    let oldest: Session | undefined;
+    for (const list of sessions.values())
+      for (const session of list)
+        if (!session.busy && (oldest === undefined || session.lastUsed < oldest.lastUsed)) oldest = session;
+    if (oldest === undefined) return false;
+    void close(oldest);
+    return true;
+  }
+
+  async function acquire(mailbox: string, maxWaitMs: number, pooled: boolean): Promise<Session> {
+    const key = mailbox.toLowerCase();
+    const deadline = Date.now() + maxWaitMs;
+    let pauseMs = FIRST_PAUSE_MS;
+    for (;;) {
+      const own = sessions.get(key) ?? [];
+      const reusable = own.find(
+        (session) => !session.busy && !session.lost && (session.transport !== undefined) === pooled,
+      );
+      if (reusable !== undefined) {
+        reusable.busy = true;
+        clearTimeout(reusable.idleTimer);
+        return reusable;
+      }
+      // An idle session of the other kind holds a slot this request could use.
+      const idle = own.find((session) => !session.busy);
+      if (idle !== undefined) {
+        await close(idle);
+        continue;
+      }
+      if (own.length < smtp.maxConnectionsPerMailbox) {
+        if (live + opening >= MAX_LIVE_SESSIONS) closeLeastRecentlyUsedIdle();
+        if (live + opening < MAX_LIVE_SESSIONS) {
+          opening += 1;
+          const held = await slots.tryTake(key, smtp.maxConnectionsPerMailbox).finally(() => {
+            opening -= 1;
+          });
+          if (held !== undefined) return open(key, held, pooled);
+        }
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw mailboxBusy(mailbox, smtp.maxConnectionsPerMailbox);
+      await pause(Math.min(left, pauseMs));
+      pauseMs = Math.min(pauseMs * 2, LONGEST_PAUSE_MS);
+    }
+  }
+
+  function giveBack(session: Session): void {
+    session.busy = false;
+    session.lastUsed = Date.now();
+    if (session.lost) {
+      void close(session);
+      return;
+    }
+    session.idleTimer = setTimeout(() => void close(session), IDLE_SESSION_MS);
+    session.idleTimer.unref();
+    wakeWaiters();
+  }
+
+  async function run<T>(
+    mailbox: string,
+    maxWaitMs: number,
+    pooled: boolean,
+    use: (session: Session) => Promise<T>,
+  ) {
+    const session = await acquire(mailbox, maxWaitMs, pooled);
+    try {
+      return await use(session);
+    } finally {
+      giveBack(session);
+    }
+  }
+
+  return {
+    get liveSessions() {
+      return live;
     },
-    closeAll() {
-      for (const transport of transports.values()) transport.close();
-      transports.clear();
+    withSession(mailbox, maxWaitMs, use) {
+      return run(mailbox, maxWaitMs, true, (session) => use(session.transport as MailboxTransport));
+    },
+    withSlot(mailbox, maxWaitMs, use) {
+      return run(mailbox, maxWaitMs, false, () => use());
+    },
+    async closeAll() {
+      const all = [...sessions.values()].flat();
+      await Promise.all(all.map((session) => close(session)));
     },
   };
+}
+
+function mailboxBusy(mailbox: string, slots: number): RelayError {
+  return new RelayError('mailbox_busy', {
+    message: `All ${slots} SMTP sessions of ${mailbox} are in use (counted over every instance of the relay); Exchange Online refuses one more with 432 4.3.2.`,
+    details: { mailbox, sessions: slots },
+  });
 }

@@ -23,6 +23,7 @@ const smtpReplyRules: ReplyRule[] = [
   { test: /5\.7\.30|basic authentication is (?:not supported|disabled)/i, code: 'smtp_basic_auth_rejected' },
   { test: /SendAsDenied|5\.7\.60|5\.2\.252/i, code: 'send_as_denied' },
   { test: /SubmissionQuotaExceeded/i, code: 'recipient_quota_exceeded' },
+  { test: /5\.2\.2\b|QuotaExceededException|mailbox full/i, code: 'sent_items_full' },
   { test: /OutboundSpam|5\.1\.8/i, code: 'sender_restricted' },
   { test: /5\.7\.(?:708|705|501)/, code: 'tenant_sending_blocked' },
   { test: /4\.7\.66|TLS 1\.0 and 1\.1/i, code: 'smtp_tls_version_rejected' },

@@ -8,8 +8,9 @@ import { managedIdentityCredential } from '../tokens/managedIdentityAssertion.ts
 
 /**
  * The relay's durable parts, all in one Azure Storage account (Azurite locally and in tests): the send
- * queue and its poison queue, a blob container for message bodies too large for a queue message, and two
- * tables (send status, idempotency keys). Names are fixed because the queue trigger's registration and
+ * queue and its poison queue, a blob container for message bodies too large for a queue message, three
+ * tables (send status, idempotency keys, per-mailbox send schedules) and a container of blob leases (the
+ * per-mailbox SMTP session slots). Names are fixed because the queue trigger's registration and
  * host.json name them too; `<queue>-poison` is the Functions host's own naming for poison messages.
  */
 export const sendQueueName = 'relay-send';
@@ -19,6 +20,10 @@ export const poisonQueueName = poisonQueueOf(sendQueueName);
 export const bodyContainerName = 'relay-send-bodies';
 export const statusTableName = 'RelaySendStatus';
 export const idempotencyTableName = 'RelayIdempotency';
+/** Per-mailbox send schedules (shared/limits/storageLimitStores.ts). */
+export const limitsTableName = 'RelayMailboxLimits';
+/** Per-mailbox SMTP session slots, as blob leases. */
+export const sessionSlotsContainerName = 'relay-session-slots';
 
 export interface RelayStorage {
   sendQueue: QueueClient;
@@ -26,6 +31,12 @@ export interface RelayStorage {
   bodies: ContainerClient;
   statuses: TableClient;
   idempotencyKeys: TableClient;
+  /**
+   * The per-mailbox limits, with short retries: a send waits a bounded time for them, and when storage is
+   * down it is refused (503), never sent unlimited.
+   */
+  mailboxLimits: TableClient;
+  sessionSlots: ContainerClient;
   /** Any queue of the account, by name (the development host's queue trigger reads through it). */
   queue(name: string): QueueClient;
   /** Creates the queues, container and tables once per process; later calls share the first. */
@@ -37,7 +48,7 @@ export function createRelayStorage(
   identityCredential: () => Promise<TokenCredential> = () =>
     managedIdentityCredential(settings.identityClientId),
 ): RelayStorage {
-  const { queues, blobs, table } =
+  const { queues, blobs, table, limitsTable, limitsBlobs } =
     settings.accountName === undefined
       ? clientsFromConnectionString(settings.connectionString)
       : clientsFromIdentity(settings.accountName, lazyCredential(identityCredential));
@@ -47,6 +58,8 @@ export function createRelayStorage(
     bodies: blobs.getContainerClient(bodyContainerName),
     statuses: table(statusTableName),
     idempotencyKeys: table(idempotencyTableName),
+    mailboxLimits: limitsTable(limitsTableName),
+    sessionSlots: limitsBlobs.getContainerClient(sessionSlotsContainerName),
   };
   let created: Promise<void> | undefined;
 
@@ -57,6 +70,8 @@ export function createRelayStorage(
       storage.bodies.createIfNotExists(),
       storage.statuses.createTable(),
       storage.idempotencyKeys.createTable(),
+      storage.mailboxLimits.createTable(),
+      storage.sessionSlots.createIfNotExists(),
     ]);
   }
 
@@ -88,7 +103,15 @@ interface StorageClients {
   queues: QueueServiceClient;
   blobs: BlobServiceClient;
   table(name: string): TableClient;
+  limitsTable(name: string): TableClient;
+  limitsBlobs: BlobServiceClient;
 }
+
+// The SDKs' defaults retry for up to about a minute; a send waiting for its limits must not.
+const limitsTableRetries = { retryOptions: { maxRetries: 2, retryDelayInMs: 200, maxRetryDelayInMs: 1000 } };
+const limitsBlobRetries = {
+  retryOptions: { maxTries: 3, retryDelayInMs: 200, maxRetryDelayInMs: 1000, tryTimeoutInMs: 5000 },
+};
 
 function clientsFromConnectionString(connectionString: string): StorageClients {
   const { QueueServiceClient, BlobServiceClient, TableClient } = storageSdks();
@@ -99,6 +122,12 @@ function clientsFromConnectionString(connectionString: string): StorageClients {
     blobs: BlobServiceClient.fromConnectionString(connectionString),
     table: (name) =>
       TableClient.fromConnectionString(connectionString, name, { allowInsecureConnection: insecure }),
+    limitsTable: (name) =>
+      TableClient.fromConnectionString(connectionString, name, {
+        allowInsecureConnection: insecure,
+        ...limitsTableRetries,
+      }),
+    limitsBlobs: BlobServiceClient.fromConnectionString(connectionString, limitsBlobRetries),
   };
 }
 
@@ -111,6 +140,8 @@ function clientsFromIdentity(accountName: string, credential: TokenCredential): 
     queues: new QueueServiceClient(endpoint('queue'), credential),
     blobs: new BlobServiceClient(endpoint('blob'), credential),
     table: (name) => new TableClient(endpoint('table'), name, credential),
+    limitsTable: (name) => new TableClient(endpoint('table'), name, credential, limitsTableRetries),
+    limitsBlobs: new BlobServiceClient(endpoint('blob'), credential, limitsBlobRetries),
   };
 }
 

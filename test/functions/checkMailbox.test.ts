@@ -29,7 +29,13 @@ describe('POST /api/mailboxes/{address}/test', () => {
   it('passes every step, shows the certificate chain, and sends nothing unless asked', async () => {
     const report = await testMailbox(harness, 'alerts@contoso.com');
     expect(report.ok).toBe(true);
-    expect(outcomes(report)).toEqual(['token:ok', 'tcp_connect:ok', 'starttls:ok', 'auth_xoauth2:ok']);
+    expect(outcomes(report)).toEqual([
+      'token:ok',
+      'tcp_connect:ok',
+      'session_slot:ok',
+      'starttls:ok',
+      'auth_xoauth2:ok',
+    ]);
     const tls = report.steps.find((step) => step.step === 'starttls');
     expect(((tls?.detail?.certificateChain ?? []) as unknown[]).length).toBeGreaterThan(0);
     expect(harness.smtp.authAttempts.filter((attempt) => attempt.accepted)).toHaveLength(1);
@@ -57,6 +63,7 @@ describe('POST /api/mailboxes/{address}/test', () => {
     expect(outcomes(report)).toEqual([
       'token:ok',
       'tcp_connect:ok',
+      'session_slot:ok',
       'starttls:ok',
       'auth_xoauth2:failed',
       'test_message:skipped',
@@ -77,6 +84,7 @@ describe('POST /api/mailboxes/{address}/test', () => {
       expect(outcomes(report)).toEqual([
         'token:failed',
         'tcp_connect:skipped',
+        'session_slot:skipped',
         'starttls:skipped',
         'auth_xoauth2:skipped',
       ]);
@@ -95,6 +103,7 @@ describe('POST /api/mailboxes/{address}/test', () => {
       expect(outcomes(report)).toEqual([
         'token:ok',
         'tcp_connect:failed',
+        'session_slot:skipped',
         'starttls:skipped',
         'auth_xoauth2:skipped',
       ]);
@@ -113,10 +122,11 @@ describe('POST /api/mailboxes/{address}/test', () => {
       expect(outcomes(report)).toEqual([
         'token:ok',
         'tcp_connect:ok',
+        'session_slot:ok',
         'starttls:failed',
         'auth_xoauth2:skipped',
       ]);
-      expect(report.steps[2]?.error).toMatchObject({
+      expect(report.steps[3]?.error).toMatchObject({
         code: 'smtp_certificate_untrusted',
         remedy: expect.stringContaining('RELAY_SMTP_EXTRA_CA'),
       });

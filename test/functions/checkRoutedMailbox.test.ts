@@ -62,6 +62,7 @@ describe('POST /api/mailboxes/{address}/test for a routed address', () => {
     expect(outcomes(report)).toEqual([
       `${relay} token:ok`,
       `${relay} tcp_connect:ok`,
+      `${relay} session_slot:ok`,
       `${relay} starttls:ok`,
       `${relay} auth_xoauth2:ok`,
     ]);

@@ -460,6 +460,7 @@ describe('tokenRefresh timer and /api/status', () => {
           RELAY_LOCAL_SECRETS_PATH: harness.secretsPath,
           RELAY_MAILBOXES: JSON.stringify(mailboxes),
           RELAY_PUBLIC_BASE_URL: host.origin,
+          RELAY_LIMITS_STORE: 'memory',
         }),
         RELAY_TEST_MESSAGE: JSON.stringify({
           from: shared,

@@ -379,14 +379,15 @@ describe('per-mailbox message rate', () => {
     expect(over.status).toBe(429);
     expect((over.body.error as { code: string }).code).toBe('mailbox_rate_limited');
     const retryAfter = Number(over.headers['Retry-After']);
+    // A minute after the first of the three, plus the schedule's margin (shared/limits/sendSchedule.ts).
     expect(retryAfter).toBeGreaterThan(50);
-    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(retryAfter).toBeLessThanOrEqual(63);
     expect(limited.smtp.messages).toHaveLength(3);
     // Another mailbox has its own budget.
     expect((await post(limited.runtime, simpleMessage, alertsKey)).status).toBe(200);
   });
 
-  it('delays a queued message over the rate instead of failing it', async () => {
+  it('schedules a queued backlog at the rate: each message invisible until its own start, none failed', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 4; i += 1) {
       const accepted = await post(
@@ -397,22 +398,27 @@ describe('per-mailbox message rate', () => {
       ids.push(accepted.body.id as string);
     }
     const driver = driverFor(limited.runtime);
-    await driver.runUntil(async () => {
-      const states = await Promise.all(ids.map((id) => stateOf(limited.runtime, id)));
-      return (
-        states.filter((state) => state === 'sent').length === 3 &&
-        states.filter((state) => state === 'queued').length === 1
-      );
-    }, 20_000);
+    await driver.runUntil(async () => (await stateOf(limited.runtime, ids[0] as string)) === 'sent', 20_000);
     const statuses = await Promise.all(ids.map((id) => getStatus(limited.runtime, id)));
-    const waiting = statuses.find((status) => status.body.state === 'queued');
-    expect(waiting?.body.attempts).toBe(0);
-    const nextAttempt = Date.parse(waiting?.body.nextAttemptAt as string) - Date.now();
-    expect(nextAttempt).toBeGreaterThan(30_000);
-    // The message is back on the queue, invisible until its slot: nothing is lost, nothing failed.
-    expect((await limited.runtime.storage.sendQueue.getProperties()).approximateMessagesCount).toBe(1);
+    expect(statuses.map((status) => status.body.state)).toEqual(['sent', 'queued', 'queued', 'queued']);
+    expect(statuses.map((status) => status.body.attempts)).toEqual([1, 0, 0, 0]);
+    // Slot k of the backlog at k × 60 s / rate (3 a minute: 20 s apart); the 4th a minute after the 1st,
+    // plus the margin. The status says when, and the queue holds each until then.
+    const startsIn = statuses
+      .slice(1)
+      .map((status) => Math.round((Date.parse(status.body.nextAttemptAt as string) - Date.now()) / 1000));
+    for (const [index, expected] of [20, 40, 63].entries()) {
+      expect(startsIn[index]).toBeGreaterThan(expected - 5);
+      expect(startsIn[index]).toBeLessThanOrEqual(expected);
+    }
+    expect(driver.stats.invocations, 'one delivery for the message that went').toBe(1);
+    expect((await limited.runtime.storage.sendQueue.getProperties()).approximateMessagesCount).toBe(3);
     expect(await limited.runtime.storage.sendQueue.receiveMessages()).toMatchObject({
       receivedMessageItems: [],
     });
+    const queuedSubjects = limited.smtp.messages
+      .filter((message) => message.envelopeFrom === 'queued@notify.contoso.com')
+      .map((message) => /^Subject: (.*)$/m.exec(message.raw.toString())?.[1]);
+    expect(queuedSubjects).toEqual(['q0']);
   });
 });

@@ -302,11 +302,10 @@ describe('Exchange replies become errors a person can act on', () => {
     {
       stage: 'data',
       code: 554,
-      text: '5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException',
-      status: 429,
-      error: 'recipient_quota_exceeded',
-      remedy: /Wait/,
-      retryAfter: '3600',
+      text: '5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionQuotaExceeded',
+      status: 502,
+      error: 'sent_items_full',
+      remedy: /Sent Items.*RetentionPolicy/,
     },
     {
       stage: 'data',
@@ -317,6 +316,30 @@ describe('Exchange replies become errors a person can act on', () => {
       remedy: /Restricted entities/,
     },
   ] as const;
+
+  it('parks a mailbox Exchange reports over its daily quota: 429, and nothing more reaches SMTP until it frees', async () => {
+    // Its own sender: a parked mailbox stays parked for the rest of the file.
+    const overQuota = { ...simpleMessage, from: 'quota@notify.contoso.com' };
+    harness.smtp.replyNext({
+      stage: 'data',
+      code: 554,
+      message: '5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException',
+    });
+    const refused = await post(overQuota);
+    expect(refused.status).toBe(429);
+    expect(errorOf(refused)).toMatchObject({ code: 'recipient_quota_exceeded', details: { smtpCode: 554 } });
+    expect(errorOf(refused).remedy).toMatch(/Wait/);
+    await harness.freshSmtp();
+
+    const next = await post(overQuota);
+    expect(next.status).toBe(429);
+    expect(errorOf(next).code).toBe('mailbox_rate_limited');
+    expect(errorOf(next).message).toMatch(/daily recipient quota/);
+    // Nothing was charged to it here, so it waits Exchange's hour.
+    expect(Number((next.headers as Record<string, string>)['Retry-After'])).toBeGreaterThan(3500);
+    expect(harness.smtp.messages).toHaveLength(0);
+    expect(harness.smtp.authAttempts).toHaveLength(0);
+  });
 
   it.each(cases)('$code $text -> $status $error', async (scenario) => {
     harness.smtp.replyNext({ stage: scenario.stage, code: scenario.code, message: scenario.text });

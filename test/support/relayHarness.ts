@@ -80,6 +80,9 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
     RELAY_LOCAL_SECRETS_PATH: secretsPath,
     // Tests send far more than Exchange's 30 per minute; the rate limit is tested with its own setting.
     RELAY_MAILBOX_RATE_PER_MINUTE: '100000',
+    // One relay process per harness and most tests run no Azurite: the limits in memory have the same
+    // semantics; the shared ones are tested with several processes (test/durable/sharedLimits.test.ts).
+    RELAY_LIMITS_STORE: 'memory',
     RELAY_CALLERS: JSON.stringify(
       callers.map((caller) => ({
         name: caller.name,
@@ -106,12 +109,12 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
     secretsPath,
     callers,
     async freshSmtp() {
-      runtime.transports.closeAll();
+      await runtime.transports.closeAll();
       await smtp.waitForNoOpenConnections();
       smtp.reset();
     },
     async close() {
-      runtime.close();
+      await runtime.close();
       await Promise.all([smtp.close(), identity.close()]);
       await rm(directory, { recursive: true, force: true });
     },
