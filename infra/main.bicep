@@ -56,8 +56,8 @@ param smtpExtraCa string = ''
 @description('Further app settings merged over the template\'s, e.g. { "RELAY_MAX_RECIPIENTS": "200" }.')
 param additionalAppSettings object = {}
 
-// Flex Consumption accepts 40 to 1000. The per-mailbox limits (3 SMTP connections, the rate window) are
-// kept per instance today, so more instances can mean more connections per mailbox: see README "Scaling out".
+// Flex Consumption accepts 40 to 1000. The per-mailbox limits (3 SMTP sessions, messages a minute, recipients
+// a day) live in the storage account and hold over any number of instances: README "Exchange Online limits".
 @description('Most instances the Flex Consumption plan may scale out to (40 to 1000).')
 @minValue(40)
 @maxValue(1000)
