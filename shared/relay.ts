@@ -157,14 +157,20 @@ export function createRelay({
   ): Promise<SendResult> {
     const { queued } = options;
     await mailSender.prepare(signIn);
-    // The session first, then the start: a send starts the moment its start comes, on a connection it
-    // holds. A session frees when its message is done, which takes at most one SMTP timeout.
+    // A queued message that has its start waits for it before taking a session, so waiting messages do
+    // not hold the mailbox's few sessions; one that then starts too late reserves again.
+    const reserved = queued?.reserved?.mailbox === signIn ? queued.reserved : undefined;
+    if (reserved !== undefined) {
+      if (reserved.at - now() > EARLY_WAIT_MS) throw new SendDeferred(reserved);
+      if (reserved.at > now()) await sleep(reserved.at - now());
+    }
+    // A synchronous send takes the session first, then its start, so it starts the moment its start comes.
+    // A session frees when its message is done, which takes at most one SMTP timeout.
     const sessionWaitMs = queued === undefined ? syncSessionWaitMs : QUEUED_SESSION_WAIT_MS;
     return transports.withSession(signIn, sessionWaitMs, async (session) => {
       const deadline = now() + (options.maxWaitMs ?? defaultWaitMs);
-      const reserved = queued?.reserved;
       const at =
-        reserved !== undefined && reserved.mailbox === signIn && now() <= reserved.at + LATE_START_MS
+        reserved !== undefined && now() <= reserved.at + LATE_START_MS
           ? reserved.at
           : await limits.reserve(
               signIn,

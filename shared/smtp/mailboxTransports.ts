@@ -11,7 +11,7 @@ import { smtpConnectionOptions } from './connectionOptions.ts';
  * (432 4.3.2 at a 4th), counted over every client, so each session first takes one of the mailbox's
  * session slots, which every instance shares (shared/limits/limitStores.ts). A session is one SMTP
  * connection (a nodemailer pool of one, so the connection and its login are reused), carries one message
- * at a time, and keeps its slot renewed while it lives. A session idle for IDLE_SESSION_MS is closed and
+ * at a time, and keeps its slot renewed while it lives. A session idle for IDLE_SESSION_MS (2 s) is closed and
  * its slot given back, so another instance can use it and nothing is kept per sender that is not used.
  * At most MAX_LIVE_SESSIONS live in one instance: beyond that the least recently used idle one is closed.
  * Each new connection asks the relay's token cache for a token through nodemailer's provisionCallback.
@@ -36,7 +36,9 @@ export interface MailboxTransports {
   closeAll(): Promise<void>;
 }
 
-export const IDLE_SESSION_MS = 10_000;
+// Short: an idle session's slot is one another instance may be waiting for, and nothing tells the holder.
+// Within a burst or a backlog the connection is still reused.
+export const IDLE_SESSION_MS = 2_000;
 export const MAX_LIVE_SESSIONS = 64;
 const FIRST_PAUSE_MS = 25;
 const LONGEST_PAUSE_MS = 500;
