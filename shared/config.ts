@@ -446,6 +446,20 @@ export const relaySettings = {
       parse: integer(0, 3600),
       description: 'first retry delay of a queued message; doubles per attempt (±20% jitter, at most 1 h)',
     }),
+    maxMessagesPerCaller: setting({
+      name: 'RELAY_QUEUE_MAX_MESSAGES_PER_CALLER',
+      default: '10000',
+      parse: integer(1, 10_000_000),
+      description:
+        'queued messages one caller may have waiting (not yet sent or failed); beyond it `429 queue_quota_exceeded`',
+    }),
+    maxBytesPerCaller: setting({
+      name: 'RELAY_QUEUE_MAX_BYTES_PER_CALLER',
+      default: String(1024 * 1024 * 1024),
+      parse: integer(1_000_000, 1024 * 1024 * 1024 * 1024),
+      description:
+        'body bytes one caller may have waiting on the queue; beyond it `429 queue_quota_exceeded`',
+    }),
   },
 };
 

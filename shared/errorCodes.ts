@@ -466,6 +466,15 @@ const relayErrorCodes = {
       'The sender mailbox is at RELAY_MAILBOX_RATE_PER_MINUTE or RELAY_MAILBOX_RECIPIENTS_PER_DAY and no start freed within the wait.',
     retryAfterSeconds: 60,
   },
+  queue_quota_exceeded: {
+    status: 429,
+    area: 'caller',
+    title:
+      'The caller already has RELAY_QUEUE_MAX_MESSAGES_PER_CALLER messages or RELAY_QUEUE_MAX_BYTES_PER_CALLER bytes waiting on the queue.',
+    remedy:
+      'Retry after the Retry-After delay, when some of its queued messages have gone; or ask the relay administrator for a larger quota.',
+    retryAfterSeconds: 60,
+  },
   mailbox_busy: {
     status: 429,
     area: 'smtp',

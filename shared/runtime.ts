@@ -11,6 +11,11 @@ import { createSendSubmitter, type SendSubmitter } from './durable/submitSend.ts
 import { RelayError } from './errors.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency/idempotencyStore.ts';
 import {
+  type CallerQueueQuota,
+  createMemoryQueueQuota,
+  createTableQueueQuota,
+} from './limits/callerQueueQuota.ts';
+import {
   createMemoryScheduleStore,
   createMemorySessionSlots,
   type ScheduleStore,
@@ -56,7 +61,7 @@ export interface Runtime {
   tokens: MailboxTokenProvider;
   /** The per-mailbox limits every send goes through (shared by all instances unless RELAY_LIMITS_STORE=memory). */
   limits: MailboxLimits;
-  limitStores: { schedules: ScheduleStore; sessionSlots: SessionSlotStore };
+  limitStores: { schedules: ScheduleStore; sessionSlots: SessionSlotStore; queueQuota: CallerQueueQuota };
   storage: RelayStorage;
   sendQueue: SendQueue;
   idempotency: IdempotencyStore;
@@ -77,13 +82,19 @@ type DurableParts = Pick<Runtime, 'storage' | 'sendQueue' | 'idempotency' | 'que
  * loaded at start-up, since every send needs them), or this process's memory with RELAY_LIMITS_STORE=memory.
  */
 function limitStoresFor(config: RelayConfig, storage: () => RelayStorage): Runtime['limitStores'] {
+  const quota = { maxMessages: config.queue.maxMessagesPerCaller, maxBytes: config.queue.maxBytesPerCaller };
   if (config.throttle.store === 'memory') {
-    return { schedules: createMemoryScheduleStore(), sessionSlots: createMemorySessionSlots() };
+    return {
+      schedules: createMemoryScheduleStore(),
+      sessionSlots: createMemorySessionSlots(),
+      queueQuota: createMemoryQueueQuota(quota),
+    };
   }
   const shared = storage();
   return {
     schedules: createTableScheduleStore(shared.mailboxLimits, shared.ready),
     sessionSlots: createBlobSessionSlots(shared.sessionSlots, shared.ready),
+    queueQuota: createTableQueueQuota(shared.mailboxLimits, shared.ready, quota),
   };
 }
 
@@ -125,7 +136,7 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
   const durableParts = (): DurableParts => {
     if (durable === undefined) {
       const storage = storageOf();
-      const sendQueue = createSendQueue(storage);
+      const sendQueue = createSendQueue(storage, limitStores.queueQuota);
       durable = {
         storage,
         sendQueue,

@@ -84,7 +84,7 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
     delete failed.leaseUntil;
     delete failed.nextAttemptAt;
     await queue.poison(job);
-    await queue.statuses.replace(failed, etag);
+    if ((await queue.statuses.replace(failed, etag)) !== undefined) await queue.settled(failed);
     return 'failed';
   }
 
@@ -107,7 +107,8 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
       lastError: asSendError(error),
     };
     delete failed.leaseUntil;
-    await queue.statuses.replace(failed, current.etag).catch(() => undefined);
+    const written = await queue.statuses.replace(failed, current.etag).catch(() => undefined);
+    if (written !== undefined) await queue.settled(failed);
   }
 
   return {
@@ -236,7 +237,7 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
     };
     delete sent.leaseUntil;
     delete sent.lastError;
-    await queue.statuses.replace(sent, claimEtag);
+    if ((await queue.statuses.replace(sent, claimEtag)) !== undefined) await queue.settled(sent);
     await queue.removeBody(job).catch(() => undefined);
     return 'sent';
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { RelayError } from '../errors.ts';
+import type { CallerQueueQuota } from '../limits/callerQueueQuota.ts';
 import { domainOf } from '../mailAddress.ts';
 import type { ReservedStart } from '../relay.ts';
 import type { RelayStorage } from '../storage/relayStorage.ts';
@@ -31,6 +32,8 @@ export interface AcceptedSend {
 
 export interface SendQueue {
   statuses: SendStatusStore;
+  /** Gives the caller's queue quota back once its message is sent or failed for good. */
+  settled(status: SendStatus): Promise<void>;
   /** Queues a message, invisible until `start` when it has one. */
   accept(callerName: string, sender: string, body: unknown, start?: ReservedStart): Promise<AcceptedSend>;
   /** Puts a job (back) on the send queue, invisible for `delaySeconds`. */
@@ -87,7 +90,11 @@ export function messageIdFor(id: string, sender: string): string {
   return `<${id}@${domainOf(sender)}>`;
 }
 
-export function createSendQueue(storage: RelayStorage, now: () => Date = () => new Date()): SendQueue {
+export function createSendQueue(
+  storage: RelayStorage,
+  quota: CallerQueueQuota,
+  now: () => Date = () => new Date(),
+): SendQueue {
   const statuses = createSendStatusStore(storage.statuses);
 
   async function enqueue(job: QueuedSendJob, delaySeconds: number): Promise<void> {
@@ -115,6 +122,9 @@ export function createSendQueue(storage: RelayStorage, now: () => Date = () => n
         body,
         ...(start === undefined ? {} : { start }),
       };
+      const queuedBytes = Buffer.byteLength(JSON.stringify(body));
+      // Counted before anything is stored, so a caller over its quota leaves nothing behind.
+      await quota.take(callerName, queuedBytes);
       if (Buffer.byteLength(JSON.stringify(job)) > INLINE_BODY_LIMIT_BYTES) {
         const blobName = `${id}.json`;
         job.bodyBlob = blobName;
@@ -137,20 +147,31 @@ export function createSendQueue(storage: RelayStorage, now: () => Date = () => n
         createdAt: at,
         updatedAt: at,
         messageId: messageIdFor(id, sender),
+        queuedBytes,
         ...(job.bodyBlob === undefined ? {} : { bodyBlob: job.bodyBlob }),
         ...(start === undefined || start.at <= now().getTime()
           ? {}
           : { nextAttemptAt: new Date(start.at).toISOString() }),
       };
-      await statuses.create(status);
+      try {
+        await statuses.create(status);
+      } catch (error) {
+        await quota.give(callerName, queuedBytes).catch(() => undefined);
+        throw error;
+      }
       try {
         await enqueue(job, start === undefined ? 0 : delayUntil(start.at, now().getTime()));
       } catch (error) {
         // Without its queue message the status would say "queued" forever: take it back, answer 503.
         await statuses.remove(callerName, id).catch(() => undefined);
+        await quota.give(callerName, queuedBytes).catch(() => undefined);
         throw error;
       }
       return { id, messageId: status.messageId };
+    },
+
+    async settled(status) {
+      await quota.give(status.callerName, status.queuedBytes ?? 0).catch(() => undefined);
     },
 
     async poison(job) {

@@ -37,6 +37,8 @@ export interface SendStatus {
   lastError?: SendError;
   /** Name of the blob holding the body when it was too large for a queue message. */
   bodyBlob?: string;
+  /** The body's size, counted against the caller's queue quota until the message settles. */
+  queuedBytes?: number;
 }
 
 export interface VersionedStatus {
@@ -71,6 +73,7 @@ interface StatusEntity {
   errorMessage?: string;
   errorRemedy?: string;
   bodyBlob?: string;
+  queuedBytes?: number;
 }
 
 export const callerPartition = (callerName: string) => sha256(callerName);
@@ -103,6 +106,7 @@ function fromEntity(entity: StatusEntity): SendStatus {
   if (entity.smtpResponse !== undefined) status.smtpResponse = entity.smtpResponse;
   if (entity.signedInAs !== undefined) status.signedInAs = entity.signedInAs;
   if (entity.bodyBlob !== undefined) status.bodyBlob = entity.bodyBlob;
+  if (entity.queuedBytes !== undefined) status.queuedBytes = Number(entity.queuedBytes);
   if (entity.errorCode !== undefined) {
     status.lastError = {
       code: entity.errorCode,

@@ -2,7 +2,7 @@
  * A mailbox's send schedule: when its next message may start. Exchange Online counts per signed-in mailbox:
  * about 30 messages a minute (the excess delayed, 4.3.2 when pushed on) and 10,000 recipients a rolling
  * day (then 554 5.2.0 SubmissionQuotaExceeded for up to 24 hours). Every instance of the relay reserves its
- * sends in one shared schedule per mailbox (shared/limits/scheduleStores.ts), so these rules hold however
+ * sends in one shared schedule per mailbox (shared/limits/storageLimitStores.ts), so these rules hold however
  * many instances run. This file is the arithmetic only: pure functions of a state and the clock.
  *
  * - The schedule is first come, first served: a reservation never starts before an earlier one, so a

@@ -64,6 +64,7 @@ export function createMailboxTransports(
   const sessions = new Map<string, Session[]>();
   let live = 0;
   let opening = 0;
+  const openingFor = new Map<string, number>();
   const released = new Set<() => void>();
 
   function createTransport(mailbox: string): MailboxTransport {
@@ -181,12 +182,18 @@ export function createMailboxTransports(
         await close(idle);
         continue;
       }
-      if (own.length < smtp.maxConnectionsPerMailbox) {
+      // Slots being taken for this mailbox count as its own: concurrent first sends try one lease each.
+      const openingHere = openingFor.get(key) ?? 0;
+      if (own.length + openingHere < smtp.maxConnectionsPerMailbox) {
         if (live + opening >= MAX_LIVE_SESSIONS) closeLeastRecentlyUsedIdle();
         if (live + opening < MAX_LIVE_SESSIONS) {
           opening += 1;
+          openingFor.set(key, openingHere + 1);
           const held = await slots.tryTake(key, smtp.maxConnectionsPerMailbox).finally(() => {
             opening -= 1;
+            const left = (openingFor.get(key) ?? 1) - 1;
+            if (left === 0) openingFor.delete(key);
+            else openingFor.set(key, left);
           });
           if (held !== undefined) return open(key, held, pooled);
         }

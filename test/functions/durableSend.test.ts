@@ -422,3 +422,51 @@ describe('per-mailbox message rate', () => {
     expect(queuedSubjects).toEqual(['q0']);
   });
 });
+
+describe('per-caller queue quota', () => {
+  let quoted: RelayHarness;
+
+  beforeAll(async () => {
+    quoted = await startRelayHarness({
+      settings: {
+        RELAY_STORAGE_CONNECTION: azurite.connectionString,
+        // Storage: the quota every instance would see.
+        RELAY_LIMITS_STORE: 'storage',
+        RELAY_QUEUE_MAX_MESSAGES_PER_CALLER: '2',
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await quoted?.close();
+  });
+
+  it('answers 429 queue_quota_exceeded beyond the caller quota, stores nothing for it, and frees it once sent', async () => {
+    const message = { ...simpleMessage, from: 'quota-queue@notify.contoso.com' };
+    const first = await post(quoted.runtime, message, asyncHeaders);
+    const second = await post(quoted.runtime, message, asyncHeaders);
+    expect([first.status, second.status]).toEqual([202, 202]);
+    const queuedBefore = (await quoted.runtime.storage.sendQueue.getProperties()).approximateMessagesCount;
+
+    const over = await post(quoted.runtime, message, asyncHeaders);
+    expect(over.status).toBe(429);
+    expect((over.body.error as { code: string }).code).toBe('queue_quota_exceeded');
+    expect(over.headers['Retry-After']).toBe('60');
+    expect((await quoted.runtime.storage.sendQueue.getProperties()).approximateMessagesCount).toBe(
+      queuedBefore,
+    );
+    // Another caller has its own quota.
+    expect(
+      (
+        await post(
+          quoted.runtime,
+          { ...message, from: 'billing@contoso.com' },
+          { ...billingKey, prefer: 'respond-async' },
+        )
+      ).status,
+    ).toBe(202);
+
+    await drain(quoted.runtime, [first.body.id as string, second.body.id as string]);
+    expect((await post(quoted.runtime, message, asyncHeaders)).status).toBe(202);
+  });
+});

@@ -39,6 +39,8 @@ const leftAtDefaults = [
   // Shared limits (issue 11): Exchange's daily recipient budget, and the storage account every instance shares.
   'RELAY_MAILBOX_RECIPIENTS_PER_DAY',
   'RELAY_LIMITS_STORE',
+  'RELAY_QUEUE_MAX_MESSAGES_PER_CALLER',
+  'RELAY_QUEUE_MAX_BYTES_PER_CALLER',
   'RELAY_QUEUE_MAX_ATTEMPTS',
   'RELAY_QUEUE_RETRY_BASE_SECONDS',
   // Only used without Key Vault; in Azure RELAY_KEY_VAULT_URL is always set.
