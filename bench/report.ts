@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import type { ColdStartResult } from './coldStart.ts';
+import type { LimitsResult } from './limits.ts';
 import type { MemoryResult } from './memory.ts';
 import type { PoolResult } from './pool.ts';
 import { megabytes } from './stats.ts';
@@ -32,6 +33,7 @@ export interface BenchReport {
   settings: Record<string, number | boolean>;
   scenarios: ScenarioResult[];
   pool?: PoolResult | undefined;
+  limits?: LimitsResult | undefined;
   memory: MemoryResult;
   coldStart: ColdStartResult;
   machine: Machine;
@@ -40,7 +42,7 @@ export interface BenchReport {
 const verdict = (met: boolean) => (met ? 'ok' : 'MISSED');
 
 export function report(result: BenchReport): void {
-  const { scenarios, pool, memory, coldStart, machine } = result;
+  const { scenarios, pool, limits, memory, coldStart, machine } = result;
   console.log(
     `\nm365-mail-relay benchmark: ${machine.node}, ${machine.nproc} cores (${machine.cpuModel}), ${machine.platform}`,
   );
@@ -106,6 +108,38 @@ export function report(result: BenchReport): void {
       `${pool.poolRatio}x (${pool.pooledPerSecond} vs ${pool.singlePerSecond} msg/s, peak ${pool.peakConnectionsPerMailbox} sessions per mailbox)`,
       '~3x, <= 3 sessions',
       verdict(pool.poolRatio >= 2.5 && pool.peakConnectionsPerMailbox <= pool.connectionsPerMailbox),
+    ]);
+  }
+  if (limits !== undefined) {
+    rows.push([
+      `shared limits, synchronous sends: storage vs memory (${limits.syncMailboxes} mailboxes)`,
+      `${limits.syncRatioStorageVsMemory}x (${limits.syncStoragePerSecond} vs ${limits.syncMemoryPerSecond} msg/s)`,
+      '(cost of sharing the limits)',
+      '-',
+    ]);
+    rows.push([
+      'storage operations per synchronous send (schedule + session slots)',
+      `${limits.storageOpsPerSyncMessage} (${limits.scheduleOpsPerSyncMessage} + ${limits.sessionSlotOpsPerSyncMessage}; ${limits.storageRequestsPerSyncMessage} requests)`,
+      '<= 1 (one conditional write per start, group-committed)',
+      verdict(limits.storageOpsPerSyncMessage <= 1),
+    ]);
+    rows.push([
+      `queued backlog of ${limits.drainMessages}, ${limits.drainMailboxes} mailboxes at ${limits.drainRatePerMinute}/min`,
+      `${limits.drainFractionOfMax} of max (${limits.drainPerSecond} of ${limits.drainMaxPerSecond} msg/s, ${limits.drainSeconds} s; accepted at ${limits.acceptPerSecond}/s)`,
+      '>= 0.9 (drains at the rate)',
+      verdict(limits.drainFractionOfMax >= 0.9),
+    ]);
+    rows.push([
+      'queue deliveries per queued message',
+      String(limits.drainDeliveriesPerMessage),
+      '1 (each delivered once, at its start)',
+      verdict(limits.drainDeliveriesPerMessage <= 1.05),
+    ]);
+    rows.push([
+      'storage operations per queued message (limits; all requests)',
+      `${limits.storageOpsPerQueuedMessage} (${limits.storageRequestsPerQueuedMessage} requests incl. queue, status, polls)`,
+      '(measured)',
+      '-',
     ]);
   }
   rows.push([

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { trustCertificate } from '../test/peers/testCertificate.ts';
 import { measureColdStart } from './coldStart.ts';
+import { measureLimits } from './limits.ts';
 import { measureMemory } from './memory.ts';
 import { createMessageFactory } from './messages.ts';
 import { startPeers } from './peers.ts';
@@ -22,6 +23,7 @@ const { values: flags } = parseArgs({
     'memory-sends': { type: 'string' },
     'cold-starts': { type: 'string' },
     'pool-messages': { type: 'string' },
+    'limits-messages': { type: 'string' },
     smoke: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -40,6 +42,8 @@ if (flags.help) {
   --cold-starts N     fresh processes per side for cold start (default 7; smoke 1)
   --pool-messages N   messages per side of the sender-pool scenario, 1 vs 3 sign-in mailboxes (default 600;
                       smoke 20; 0 skips it)
+  --limits-messages N messages per side of the shared-limits scenario (storage vs memory, against Azurite)
+                      and in its queued backlog (default 600; smoke 20; 0 skips it)
   --smoke             tiny run that proves the script works (CI)`);
   process.exit(0);
 }
@@ -63,6 +67,7 @@ const settings = {
   memorySends: count(flags['memory-sends'], 200, 20),
   coldStarts: count(flags['cold-starts'], 7, 1),
   poolMessages: count(flags['pool-messages'], 600, 20),
+  limitsMessages: count(flags['limits-messages'], 600, 20),
   connectionsPerMailbox: 3,
 };
 
@@ -146,9 +151,18 @@ try {
           factory: small,
         })
       : undefined;
+  const limits =
+    settings.limitsMessages > 0
+      ? await measureLimits(peers, {
+          ...common,
+          messages: settings.limitsMessages,
+          connectionsPerMailbox: settings.connectionsPerMailbox,
+          factory: small,
+        })
+      : undefined;
   const memory = await measureMemory(peers.ready, settings.memorySends, settings.mailboxes);
   const coldStart = await measureColdStart(peers.ready, small, settings.coldStarts);
-  report({ settings, scenarios, pool, memory, coldStart, machine: await describeMachine() });
+  report({ settings, scenarios, pool, limits, memory, coldStart, machine: await describeMachine() });
 } finally {
   await peers.close();
 }
