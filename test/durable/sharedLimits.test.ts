@@ -258,7 +258,9 @@ describe('an instance that dies holding a session slot', () => {
       60_000,
       'the survivors delivered the backlog',
     ).catch((error: Error) => {
-      throw new Error(`${error.message}\n${survivors.map((instance) => instance.output().slice(-3000)).join('\n---\n')}`);
+      throw new Error(
+        `${error.message}\n${survivors.map((instance) => instance.output().slice(-3000)).join('\n---\n')}`,
+      );
     });
     const firstAfterKill = Math.min(
       ...harness.smtp.messages
