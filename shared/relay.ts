@@ -123,8 +123,12 @@ export function createRelay({
    * shared schedules are read together; the choice is then made and counted in one synchronous step, so
    * a burst spreads over the members.
    */
-  async function mostHeadroom(candidates: readonly string[]): Promise<string> {
-    if (candidates.length === 1) return candidates[0] as string;
+  async function mostHeadroom(candidates: readonly string[], counted: boolean): Promise<string> {
+    const chosen = (mailbox: string) => {
+      if (counted) adjustInFlight(mailbox, 1);
+      return mailbox;
+    };
+    if (candidates.length === 1) return chosen(candidates[0] as string);
     const rooms = await Promise.all(candidates.map((mailbox) => limits.headroom(mailbox)));
     const score = (index: number) => ({
       wait: rooms[index]?.waitMs ?? 0,
@@ -146,7 +150,7 @@ export function createRelay({
         bestScore = next;
       }
     }
-    return candidates[best] as string;
+    return chosen(candidates[best] as string);
   }
 
   async function sendThrough(
@@ -199,9 +203,14 @@ export function createRelay({
       let candidates = route.signIn;
       const reserved = options.queued?.reserved?.mailbox;
       for (;;) {
-        const signIn =
-          reserved !== undefined && candidates.includes(reserved) ? reserved : await mostHeadroom(candidates);
-        adjustInFlight(signIn, 1);
+        // Counted as under way when chosen, in the same synchronous step as the choice.
+        let signIn: string;
+        if (reserved !== undefined && candidates.includes(reserved)) {
+          signIn = reserved;
+          adjustInFlight(signIn, 1);
+        } else {
+          signIn = await mostHeadroom(candidates, true);
+        }
         try {
           return await sendThrough(signIn, route, request, options);
         } catch (error) {
@@ -218,7 +227,7 @@ export function createRelay({
       }
     },
     async schedule({ sender, request }) {
-      const mailbox = await mostHeadroom(router.route(sender).signIn);
+      const mailbox = await mostHeadroom(router.route(sender).signIn, false);
       const at = await limits.reserve(mailbox, { recipients: recipientCount(request), spaced: true });
       return { mailbox, at };
     },

@@ -76,7 +76,21 @@ export function createTableQueueQuota(
   // Caller names are the operator's words; the row key must not depend on which characters they use.
   const partitionOf = (callerName: string) => `caller-${sha256(callerName)}`;
 
-  async function change(callerName: string, apply: (usage: Usage) => Usage): Promise<void> {
+  // One change per caller at a time in this instance: concurrent accepts of one caller would otherwise
+  // all conflict on its row; only other instances' changes remain to retry against.
+  const inLine = new Map<string, Promise<void>>();
+  function change(callerName: string, apply: (usage: Usage) => Usage): Promise<void> {
+    const previous = inLine.get(callerName) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => write(callerName, apply));
+    const settled = next.catch(() => undefined);
+    inLine.set(callerName, settled);
+    void settled.then(() => {
+      if (inLine.get(callerName) === settled) inLine.delete(callerName);
+    });
+    return next;
+  }
+
+  async function write(callerName: string, apply: (usage: Usage) => Usage): Promise<void> {
     await withStorage(ready);
     const key = partitionOf(callerName);
     for (let round = 0; round < MAX_CONFLICT_ROUNDS; round += 1) {
@@ -88,6 +102,8 @@ export function createTableQueueQuota(
           ? await withStorage(() => table.createEntity(entity), [409])
           : await withStorage(() => table.updateEntity(entity, 'Replace', { etag: row.etag }), [412, 404]);
       if (written !== undefined) return;
+      // Another instance wrote first: try again a moment later, at a random point so writers spread.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * (round + 1)));
     }
     throw new RelayError('storage_unavailable', {
       message: 'The relay could not update a queue quota: too many concurrent changes; nothing was queued.',
