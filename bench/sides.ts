@@ -135,22 +135,20 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
   // Instrumentation, not a stand-in: the real transports, with the time spent inside sendMail recorded so
   // the relay's own share of each request can be told apart from SMTP's.
   const insideSendMail = new Map<string, number>();
-  const timed = new WeakSet<MailboxTransport>();
   const withSession = runtime.transports.withSession.bind(runtime.transports);
-  runtime.transports.withSession = (mailbox, maxWaitMs, use) =>
-    withSession(mailbox, maxWaitMs, (transport) => {
-      if (!timed.has(transport)) {
-        timed.add(transport);
-        const sendMail = transport.sendMail.bind(transport);
-        transport.sendMail = ((mail: SendMailOptions) => {
-          const started = performance.now();
-          return sendMail(mail).finally(() => {
-            insideSendMail.set(headerIdOf(mail), performance.now() - started);
-          });
-        }) as typeof transport.sendMail;
-      }
-      return use(transport);
+  runtime.transports.withSession = (mailbox, maxWaitMs, use) => {
+    // Waiting for one of the mailbox's sessions is the relay's connection queue, which nodemailer's pool
+    // held inside sendMail before the limits were shared: it stays on the SMTP side of the split.
+    const asked = performance.now();
+    return withSession(mailbox, maxWaitMs, (transport) => {
+      const timed = Object.create(transport) as MailboxTransport;
+      timed.sendMail = ((mail: SendMailOptions) =>
+        transport.sendMail(mail).finally(() => {
+          insideSendMail.set(headerIdOf(mail), performance.now() - asked);
+        })) as typeof transport.sendMail;
+      return use(timed);
     });
+  };
 
   return {
     name: 'relay',
