@@ -238,6 +238,11 @@ describe('an instance that dies holding a session slot', () => {
       'the dying instance logged in',
     );
 
+    const killedAt = Date.now();
+    await dying.kill('SIGKILL');
+    await stalled;
+    // Accepted after the death: a message the dead instance had itself taken off the queue would come
+    // back only when the host's own invisibility ends (about 10 minutes; the closing note of issue 11).
     const ids: Array<{ id: string; instance: RelayInstance }> = [];
     for (let index = 0; index < 10; index += 1) {
       const instance = survivors[index % 2] as RelayInstance;
@@ -249,9 +254,6 @@ describe('an instance that dies holding a session slot', () => {
       expect(answer.status).toBe(202);
       ids.push({ id: answer.body.id as string, instance });
     }
-    const killedAt = Date.now();
-    await dying.kill('SIGKILL');
-    await stalled;
 
     await waitUntil(
       () => harness.smtp.messages.slice(before).filter(from(mailbox)).length >= 10,
