@@ -122,20 +122,25 @@ export function createSendQueue(
         body,
         ...(start === undefined ? {} : { start }),
       };
-      const queuedBytes = Buffer.byteLength(JSON.stringify(body));
+      // Serialized once: a body may hold megabytes of base64. The job's JSON is the body's in place of null.
+      const bodyJson = Buffer.from(JSON.stringify(body), 'utf8');
+      const queuedBytes = bodyJson.length;
+      const jobBytes =
+        Buffer.byteLength(JSON.stringify({ ...job, body: null })) - 'null'.length + queuedBytes;
       // Counted before anything is stored, so a caller over its quota leaves nothing behind.
       await quota.take(callerName, queuedBytes);
-      if (Buffer.byteLength(JSON.stringify(job)) > INLINE_BODY_LIMIT_BYTES) {
+      if (jobBytes > INLINE_BODY_LIMIT_BYTES) {
         const blobName = `${id}.json`;
         job.bodyBlob = blobName;
         delete job.body;
         await withStorage(() =>
-          storage.bodies
-            .getBlockBlobClient(blobName)
-            .upload(JSON.stringify(body), Buffer.byteLength(JSON.stringify(body)), {
-              blobHTTPHeaders: { blobContentType: 'application/json' },
-            }),
-        );
+          storage.bodies.getBlockBlobClient(blobName).upload(bodyJson, bodyJson.length, {
+            blobHTTPHeaders: { blobContentType: 'application/json' },
+          }),
+        ).catch(async (error: unknown) => {
+          await quota.give(callerName, queuedBytes).catch(() => undefined);
+          throw error;
+        });
       }
       const at = now().toISOString();
       const status: SendStatus = {
