@@ -150,7 +150,11 @@ const attachment = z.strictObject({
     .optional(),
 });
 
-const customHeaderName = /^X-[A-Za-z0-9-]{1,76}$/;
+// Header names are case-insensitive (RFC 5322): x-entity-ref-id is as much an X- header as X-Entity-Ref-ID.
+// Underscores are field-name characters too (metadata keys such as order_id become X-PM-Metadata-order_id).
+export const customHeaderName = /^X-[A-Za-z0-9_-]{1,76}$/i;
+export const customHeaderRule =
+  'only X- headers may be set (letters, digits, - and _, at most 78 characters)';
 
 const sendRequestSchema = z
   .strictObject({
@@ -171,12 +175,7 @@ const sendRequestSchema = z
       .refine((value) => !loneSurrogate.test(value), notUnicode)
       .optional(),
     attachments: z.array(attachment).max(100).optional(),
-    headers: z
-      .record(
-        z.string().regex(customHeaderName, 'only X- headers may be set (letters, digits and -)'),
-        headerText(2000),
-      )
-      .optional(),
+    headers: z.record(z.string().regex(customHeaderName, customHeaderRule), headerText(2000)).optional(),
     priority: z.enum(['high', 'normal', 'low']).optional(),
   })
   .superRefine((request, ctx) => {

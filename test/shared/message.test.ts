@@ -45,6 +45,20 @@ describe('send request parsing', () => {
     expect(request.cc.map((entry) => entry.address)).toEqual(['a@contoso.com', 'b@contoso.com']);
   });
 
+  it('takes an X- header however its name is cased, since header names are case-insensitive', () => {
+    const request = parseSendRequest(
+      {
+        from: 'alerts@contoso.com',
+        to: 'ops@contoso.com',
+        subject: 's',
+        text: 't',
+        headers: { 'x-entity-ref-id': 'r-1' },
+      },
+      limits,
+    );
+    expect(request.headers).toEqual({ 'x-entity-ref-id': 'r-1' });
+  });
+
   it('names each invalid field by its JSON path', () => {
     const error = refusal({
       from: 'not-an-address',
