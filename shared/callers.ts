@@ -20,14 +20,22 @@ export function hashCallerKey(apiKey: string): string {
   return sha256(apiKey);
 }
 
-export function authenticateCaller(apiKey: string | null | undefined, rules: readonly CallerRule[]): Caller {
+/**
+ * `carriedIn` says where this request should carry the key (`x-relay-key header`, or where a compatible
+ * API's SDK puts it), so the message points at what the caller controls.
+ */
+export function authenticateCaller(
+  apiKey: string | null | undefined,
+  rules: readonly CallerRule[],
+  carriedIn = `${callerKeyHeader} header`,
+): Caller {
   if (rules.length === 0) {
     throw new RelayError('no_callers_configured');
   }
   if (apiKey === null || apiKey === undefined || apiKey === '') {
     throw new RelayError('caller_key_missing', {
-      message: `The request has no ${callerKeyHeader} header.`,
-      remedy: `Send the API key you were given in the ${callerKeyHeader} header.`,
+      message: `The request has no ${carriedIn}.`,
+      remedy: `Send the API key you were given in the ${carriedIn}.`,
     });
   }
   const presented = Buffer.from(hashCallerKey(apiKey), 'hex');
@@ -38,7 +46,7 @@ export function authenticateCaller(apiKey: string | null | undefined, rules: rea
   }
   if (match === undefined) {
     throw new RelayError('caller_key_invalid', {
-      message: `The ${callerKeyHeader} header does not match any configured caller.`,
+      message: `The ${carriedIn} does not match any configured caller.`,
     });
   }
   return { name: match.name, senders: match.senders };
