@@ -1,7 +1,7 @@
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
+import { readJsonBody } from '../shared/api/requestBody.ts';
 import { parseConnectionCheckRequest } from '../shared/diagnostics/connectionCheck.ts';
 import type { Runtime } from '../shared/runtime.ts';
-import { readJsonBody } from './httpEdge.ts';
 import { registerHttp } from './register.ts';
 
 /**

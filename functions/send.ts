@@ -1,8 +1,8 @@
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
+import { readJsonBody } from '../shared/api/requestBody.ts';
 import { routePath } from '../shared/api/routes.ts';
 import { callerKeyHeader } from '../shared/callers.ts';
 import type { Runtime } from '../shared/runtime.ts';
-import { readJsonBody } from './httpEdge.ts';
 import { registerHttp } from './register.ts';
 
 /**

@@ -315,6 +315,17 @@ const relayErrorCodes = {
       'Adjust the Conditional Access policy (sign-in frequency, location) for the relay app, then connect the mailbox again.',
   },
 
+  // A request of several messages (a SendGrid request with several personalizations) whose later message
+  // failed after earlier ones were sent: not transient, because repeating the request repeats those.
+  partly_sent: {
+    status: 502,
+    area: 'smtp',
+    title:
+      "Some of the request's messages were sent before one failed; the message names which were sent and why the rest were not.",
+    remedy:
+      'Do not repeat the whole request (its first messages would go out twice): fix what the error names and send only the messages after the ones listed as sent.',
+  },
+
   // Exchange Online's SMTP answers. The reply rules in shared/smtp/smtpErrors.ts choose among these; their
   // texts follow Microsoft Learn "Authenticate an IMAP, POP or SMTP connection using OAuth" and "Fix email
   // delivery issues for error code 5.7.x".

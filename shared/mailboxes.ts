@@ -1,3 +1,4 @@
+import { routePath } from './api/routes.ts';
 import type { MailboxMode, MailboxRule } from './config.ts';
 
 /**
@@ -23,11 +24,11 @@ export function createMailboxDirectory(
     delegatedMailboxes: () => rules.filter((rule) => rule.mode === 'delegated').map((rule) => rule.address),
     listed: () => rules,
     consentStartUrl: (address) =>
-      `${publicBaseUrl}/api/oauth/start?mailbox=${encodeURIComponent(address.trim().toLowerCase())}`,
+      `${publicBaseUrl}${routePath('oauthStart')}?mailbox=${encodeURIComponent(address.trim().toLowerCase())}`,
   };
 }
 
 /** The OAuth redirect URI: derived from configuration only, so a forged Host header cannot redirect codes. */
 export function consentCallbackUrl(publicBaseUrl: string): string {
-  return `${publicBaseUrl}/api/oauth/callback`;
+  return `${publicBaseUrl}${routePath('oauthCallback')}`;
 }

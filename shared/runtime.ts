@@ -7,7 +7,7 @@ import { type ConnectionCheck, createConnectionCheck } from './diagnostics/conne
 import { createQueuedSendProcessor, type QueuedSendProcessor } from './durable/queuedSendProcessor.ts';
 import { createSendQueue, type SendQueue } from './durable/sendQueue.ts';
 import { findPublicStatus } from './durable/sendStatus.ts';
-import { createSendSubmitter, type SendSubmitter } from './durable/submitSend.ts';
+import { type BatchSubmitter, createSendSubmitter, type SendSubmitter } from './durable/submitSend.ts';
 import { RelayError } from './errors.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency/idempotencyStore.ts';
 import {
@@ -68,6 +68,8 @@ export interface Runtime {
   queuedSends: QueuedSendProcessor;
   /** POST /api/send's whole use case: caller, validation, sender check, send or queue, idempotency. */
   submitSend: SendSubmitter;
+  /** The same for a request of several messages (the compatible APIs, shared/compatible/). */
+  submitSends: BatchSubmitter;
   /** GET /api/send/{id}: the caller's queued message, by the caller's key. */
   queuedSendStatus(callerKey: string | null, id: string): Promise<Record<string, unknown>>;
   /** POST /api/mailboxes/{address}/test: the step-by-step connection check. */
@@ -200,7 +202,8 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
       return durableParts().queuedSends;
     },
     // The runtime itself is the submitter's dependency: its durable parts are built on first use.
-    submitSend: (submission) => submitter(submission),
+    submitSend: (submission) => submitters.one(submission),
+    submitSends: (submission) => submitters.batch(submission),
     async queuedSendStatus(callerKey, id) {
       const caller = authenticateCaller(callerKey, config.callers);
       const { storage, sendQueue } = durableParts();
@@ -216,7 +219,7 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     }),
     close: () => transports.closeAll(),
   };
-  const submitter = createSendSubmitter(config, runtime);
+  const submitters = createSendSubmitter(config, runtime);
   return runtime;
 }
 

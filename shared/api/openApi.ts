@@ -1,4 +1,4 @@
-import { callerKeyHeader } from '../callers.ts';
+import { callerKeyCarriers } from './callerKeyCarriers.ts';
 import { type ErrorCatalogEntry, errorsIn } from './errorCatalog.ts';
 import { hostSettings, prefixedPath } from './hostJson.ts';
 import {
@@ -39,20 +39,14 @@ const securitySchemes = {
     name: functionKeyHeader,
     description: "The Function App's master (admin) key: az functionapp keys list --query masterKey.",
   },
-  callerKey: {
-    type: 'apiKey',
-    in: 'header',
-    name: callerKeyHeader,
-    description:
-      'The API key of a caller configured in RELAY_CALLERS (npm run caller-key creates one); it decides which senders the caller may use.',
-  },
+  ...Object.fromEntries(Object.entries(callerKeyCarriers).map(([name, carrier]) => [name, carrier.scheme])),
 } as const;
 
 function securityOf(route: ApiRoute): Record<string, string[]>[] {
   const requirement: Record<string, string[]> = {};
   if (route.authLevel === 'function') requirement.functionKey = [];
   if (route.authLevel === 'admin') requirement.adminKey = [];
-  if (route.callerKey) requirement.callerKey = [];
+  if (route.callerKey !== false) requirement[route.callerKey] = [];
   return Object.keys(requirement).length === 0 ? [] : [requirement];
 }
 
@@ -95,7 +89,7 @@ function successResponse(response: ResponseDescription): JsonSchema {
   };
 }
 
-function errorResponse(status: number, errors: ErrorCatalogEntry[]): JsonSchema {
+function errorResponse(status: number, errors: ErrorCatalogEntry[], errorBody: string): JsonSchema {
   const codes = errors.map((entry) => entry.code);
   const retryable = errors.some((entry) => entry.retryable);
   return {
@@ -116,15 +110,29 @@ function errorResponse(status: number, errors: ErrorCatalogEntry[]): JsonSchema 
       'application/json': {
         schema: {
           allOf: [
-            schemaRef('ErrorBody'),
-            {
-              type: 'object',
-              properties: { error: { type: 'object', properties: { code: { enum: codes } } } },
-            },
+            schemaRef(errorBody),
+            // A compatible API's errors carry the provider's fields, not the relay's code.
+            ...(errorBody === 'ErrorBody'
+              ? [
+                  {
+                    type: 'object',
+                    properties: { error: { type: 'object', properties: { code: { enum: codes } } } },
+                  },
+                ]
+              : []),
           ],
         },
       },
     },
+  };
+}
+
+function requestBodyOf(body: NonNullable<ApiRoute['requestBody']>): JsonSchema {
+  const schema = { schema: schemaRef(body.schema) };
+  return {
+    required: true,
+    ...(body.description === undefined ? {} : { description: body.description }),
+    content: Object.fromEntries((body.contentTypes ?? ['application/json']).map((type) => [type, schema])),
   };
 }
 
@@ -136,7 +144,7 @@ function operationOf(route: ApiRoute, parameters: string[], operationId: string)
   for (const entry of errorsIn(route.errors))
     byStatus.set(entry.status, [...(byStatus.get(entry.status) ?? []), entry]);
   for (const [status, errors] of [...byStatus.entries()].sort(([a], [b]) => a - b))
-    responses[String(status)] = errorResponse(status, errors);
+    responses[String(status)] = errorResponse(status, errors, route.errorBody ?? 'ErrorBody');
   return {
     operationId,
     summary: route.summary,
@@ -156,17 +164,7 @@ function operationOf(route: ApiRoute, parameters: string[], operationId: string)
             })),
           ],
         }),
-    ...(route.requestBody === undefined
-      ? {}
-      : {
-          requestBody: {
-            required: true,
-            ...(route.requestBody.description === undefined
-              ? {}
-              : { description: route.requestBody.description }),
-            content: { 'application/json': { schema: schemaRef(route.requestBody.schema) } },
-          },
-        }),
+    ...(route.requestBody === undefined ? {} : { requestBody: requestBodyOf(route.requestBody) }),
     responses,
   };
 }

@@ -1,8 +1,14 @@
 import { z } from 'zod';
 import { callerKeyHeader } from '../callers.ts';
+import type { CompatibleApi } from '../compatible/compatibleApi.ts';
+import { mailgunApi } from '../compatible/mailgun.ts';
+import { postmarkApi } from '../compatible/postmark.ts';
+import { resendApi } from '../compatible/resend.ts';
+import { sendgridApi } from '../compatible/sendgrid.ts';
 import type { RelayConfig } from '../config.ts';
 import { sendRequestJsonSchema } from '../message.ts';
 import { sendQueueName } from '../storage/relayStorage.ts';
+import type { CallerKeyCarrierName } from './callerKeyCarriers.ts';
 import type { ErrorArea } from './errorCatalog.ts';
 import { prefixedPath } from './hostJson.ts';
 import { errorBodySchema, sendResultSchema } from './responseSchemas.ts';
@@ -31,6 +37,14 @@ export const componentSchemas = {
   SendRequest: sendRequestJsonSchema,
   SendResult: fromZod(sendResultSchema),
   ErrorBody: fromZod(errorBodySchema),
+  SendGridMailSend: fromZod(sendgridApi.request.schema, 'input'),
+  SendGridError: fromZod(sendgridApi.errorSchema),
+  ResendEmail: fromZod(resendApi.request.schema, 'input'),
+  ResendError: fromZod(resendApi.errorSchema),
+  PostmarkEmail: fromZod(postmarkApi.request.schema, 'input'),
+  PostmarkError: fromZod(postmarkApi.errorSchema),
+  MailgunMessage: fromZod(mailgunApi.request.schema, 'input'),
+  MailgunError: fromZod(mailgunApi.errorSchema),
 } satisfies Record<string, () => JsonSchema>;
 
 export type SchemaName = keyof typeof componentSchemas;
@@ -60,23 +74,66 @@ export interface ApiRoute {
   method: HttpMethod;
   /** The Functions host's key check: function and admin keys go in x-functions-key. */
   authLevel: AuthLevel;
-  /** The relay's own caller key (x-relay-key) is required as well. */
-  callerKey: boolean;
+  /** Where the relay caller key is required (shared/api/callerKeyCarriers.ts), or false for none. */
+  callerKey: CallerKeyCarrierName | false;
   summary: string;
   description?: string;
   parameters?: readonly ParameterDescription[];
-  requestBody?: { schema: SchemaName; description?: string };
+  /** The body, as one of `contentTypes` (`application/json` unless given). */
+  requestBody?: { schema: SchemaName; description?: string; contentTypes?: readonly string[] };
   responses: Record<number, ResponseDescription>;
+  /** The shape of this route's error bodies: the relay's ErrorBody unless given (a compatible API's own). */
+  errorBody?: SchemaName;
+  /** For a compatible API's route, the translation its handler runs (functions/compatibleApis.ts). */
+  compatibleApi?: CompatibleApi;
   /** The error codes the route can answer with, by area of the error catalog. */
   errors: readonly ErrorArea[];
 }
 
+/**
+ * A compatible API's route (shared/compatible/): anonymous to the Functions host, because an SDK cannot send
+ * a function key, so the relay caller key, carried where the provider's SDK carries its API key, is the
+ * only key; its errors are the provider's shapes.
+ */
+function compatibleRoute(entry: {
+  route: string;
+  api: CompatibleApi;
+  callerKey: CallerKeyCarrierName;
+  requestSchema: SchemaName;
+  errorBody: SchemaName;
+  summary: string;
+  description: string;
+  success: Record<number, ResponseDescription>;
+}): ApiRoute {
+  return {
+    route: entry.route,
+    method: 'POST',
+    authLevel: 'anonymous',
+    callerKey: entry.callerKey,
+    summary: entry.summary,
+    description: entry.description,
+    parameters: [
+      {
+        name: 'Idempotency-Key',
+        in: 'header',
+        description:
+          'As on /api/send: a repeat with the same body within 24 hours returns the original answer and sends nothing.',
+      },
+    ],
+    requestBody: { schema: entry.requestSchema, contentTypes: entry.api.request.contentTypes },
+    responses: entry.success,
+    errorBody: entry.errorBody,
+    compatibleApi: entry.api,
+    errors: ['request', 'caller', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
+  };
+}
+
 export const httpRoutes = {
   send: {
-    route: 'send',
+    route: 'api/send',
     method: 'POST',
     authLevel: 'function',
-    callerKey: true,
+    callerKey: 'callerKey',
     summary: 'Send one message through Exchange Online',
     description: `Authenticates the caller by ${callerKeyHeader}, validates the message, checks the caller may use the sender, and relays it over SMTP AUTH (XOAUTH2). Answers with Exchange's outcome.`,
     parameters: [
@@ -104,7 +161,7 @@ export const httpRoutes = {
     errors: ['request', 'caller', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
   },
   oauthStart: {
-    route: 'oauth/start',
+    route: 'api/oauth/start',
     method: 'GET',
     authLevel: 'function',
     callerKey: false,
@@ -128,7 +185,7 @@ export const httpRoutes = {
     errors: ['request', 'configuration', 'secrets', 'internal'],
   },
   oauthCallback: {
-    route: 'oauth/callback',
+    route: 'api/oauth/callback',
     method: 'GET',
     authLevel: 'anonymous',
     callerKey: false,
@@ -152,7 +209,7 @@ export const httpRoutes = {
     errors: ['internal'],
   },
   status: {
-    route: 'status',
+    route: 'api/status',
     method: 'GET',
     authLevel: 'admin',
     callerKey: false,
@@ -163,10 +220,10 @@ export const httpRoutes = {
     errors: ['configuration', 'secrets', 'internal'],
   },
   sendStatus: {
-    route: 'send/{id}',
+    route: 'api/send/{id}',
     method: 'GET',
     authLevel: 'function',
-    callerKey: true,
+    callerKey: 'callerKey',
     summary: 'Status of a queued message',
     description:
       'queued, sending, sent (with messageId and the SMTP response) or failed (with code and remedy). Only the caller that queued the message can read it.',
@@ -174,7 +231,7 @@ export const httpRoutes = {
     errors: ['request', 'caller', 'configuration', 'internal'],
   },
   checkMailbox: {
-    route: 'mailboxes/{address}/test',
+    route: 'api/mailboxes/{address}/test',
     method: 'POST',
     authLevel: 'admin',
     callerKey: false,
@@ -184,8 +241,67 @@ export const httpRoutes = {
     responses: { 200: { description: 'The step-by-step report', schema: 'document' } },
     errors: ['request', 'configuration', 'secrets', 'identity', 'smtp', 'internal'],
   },
+  sendgridSend: compatibleRoute({
+    route: 'api/sendgrid/v3/mail/send',
+    api: sendgridApi,
+    callerKey: 'bearerCallerKey',
+    requestSchema: 'SendGridMailSend',
+    errorBody: 'SendGridError',
+    summary: 'SendGrid v3 Mail Send, for apps using a SendGrid SDK (base URL <app>/api/sendgrid/)',
+    description:
+      "One message per personalization, each through the relay's send pipeline. The caller key is the bearer token. Templates, tracking, send_at and other features the relay cannot honour are refused with 400 naming the field.",
+    success: {
+      202: {
+        description:
+          'Exchange accepted every message (or each was queued, with Prefer: respond-async); no body',
+        headers: {
+          'X-Message-Id': { description: 'The Message-ID of the first message, without angle brackets' },
+        },
+      },
+    },
+  }),
+  resendSend: compatibleRoute({
+    route: 'api/resend/emails',
+    api: resendApi,
+    callerKey: 'bearerCallerKey',
+    requestSchema: 'ResendEmail',
+    errorBody: 'ResendError',
+    summary: 'Resend Send Email, for apps using a Resend SDK (base URL <app>/api/resend)',
+    description:
+      'The caller key is the bearer token; Idempotency-Key is honoured as on /api/send. Templates, tags beyond X- headers and scheduledAt are refused with 400 naming the field.',
+    success: { 200: { description: 'Exchange accepted the message: { id }', schema: 'document' } },
+  }),
+  postmarkSend: compatibleRoute({
+    route: 'email',
+    api: postmarkApi,
+    callerKey: 'postmarkServerToken',
+    requestSchema: 'PostmarkEmail',
+    errorBody: 'PostmarkError',
+    summary:
+      "Postmark Send Email, at the server's root, for apps using a Postmark SDK (requestHost <app host>)",
+    description:
+      'The caller key is the X-Postmark-Server-Token. Templates, tracking and message streams other than outbound are refused with ErrorCode 300 naming the field.',
+    success: {
+      200: {
+        description:
+          'Exchange accepted the message: { To, SubmittedAt, MessageID, ErrorCode: 0, Message: "OK" }',
+        schema: 'document',
+      },
+    },
+  }),
+  mailgunSend: compatibleRoute({
+    route: 'api/mailgun/v3/{domain}/messages',
+    api: mailgunApi,
+    callerKey: 'basicCallerKey',
+    requestSchema: 'MailgunMessage',
+    errorBody: 'MailgunError',
+    summary: 'Mailgun Send Message, for apps using a Mailgun SDK (url <app>/api/mailgun)',
+    description:
+      'HTTP Basic api:<caller key>. {domain} is the sending domain: a From in another domain is refused, as Mailgun does. multipart/form-data (attachments as file parts) or urlencoded. Templates, tracking and o:deliverytime are refused with 400 naming the field.',
+    success: { 200: { description: 'Exchange accepted the message: { id, message }', schema: 'document' } },
+  }),
   openapi: {
-    route: 'openapi.json',
+    route: 'api/openapi.json',
     method: 'GET',
     authLevel: 'anonymous',
     callerKey: false,
@@ -224,4 +340,17 @@ function fillRoute(route: string, parameters: Record<string, string>): string {
 /** The path a function is reached at, prefix included: `routePath('sendStatus', { id })` -> `/api/send/<id>`. */
 export function routePath(name: RouteName, parameters: Record<string, string> = {}): string {
   return prefixedPath(fillRoute(httpRoutes[name].route, parameters));
+}
+
+/**
+ * The compatible APIs by provider name (`sendgrid` for `sendgridSend`), with the path each is served at:
+ * for `npm run caller-key -- --for <provider>` and the docs.
+ */
+export function compatibleProviders(): Map<string, { api: CompatibleApi; path: string }> {
+  const providers = new Map<string, { api: CompatibleApi; path: string }>();
+  for (const [name, route] of Object.entries(httpRoutes) as [RouteName, ApiRoute][]) {
+    if (route.compatibleApi === undefined) continue;
+    providers.set(name.replace(/Send$/, ''), { api: route.compatibleApi, path: prefixedPath(route.route) });
+  }
+  return providers;
 }

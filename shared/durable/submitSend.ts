@@ -1,7 +1,7 @@
 import { authenticateCaller, type Caller } from '../callers.ts';
 import { createConcurrencyGate } from '../concurrencyGate.ts';
 import type { RelayConfig } from '../config.ts';
-import { ensureRelayError, type RelayError, toErrorBody } from '../errors.ts';
+import { ensureRelayError, invalidRequest, RelayError, toErrorBody } from '../errors.ts';
 import {
   fingerprintRequest,
   type IdempotencyStore,
@@ -19,7 +19,7 @@ import type { SendQueue } from './sendQueue.ts';
  * was sent, a retry may succeed) give the key back.
  */
 export interface SendSubmission {
-  /** The caller's API key, as presented (x-relay-key). */
+  /** The caller's API key, as presented (x-relay-key, or where a compatible API's SDK carries its key). */
   callerKey: string | null;
   /** The Idempotency-Key header, as presented. */
   idempotencyKey: string | null;
@@ -30,19 +30,42 @@ export interface SendSubmission {
   statusUrl: (id: string) => string;
 }
 
+/**
+ * A request that carries several messages (a SendGrid request with several personalizations): each body is
+ * a POST /api/send body. All are validated and their senders checked before the first is sent, so a bad one
+ * sends nothing; they are then sent (or queued) one after another.
+ */
+export interface BatchSubmission extends Omit<SendSubmission, 'readBody'> {
+  readBodies: (maxBytes: number) => Promise<BatchBodies>;
+  /** Where the request carries its caller key, for the messages when it is missing or wrong. */
+  callerKeyCarriedIn?: string;
+}
+
+export interface BatchBodies {
+  bodies: readonly unknown[];
+  /** The caller's own name for a field of message `index` (`to[0].address` -> `personalizations[1].to[0].email`). */
+  fieldOf?: (index: number, field: string) => string;
+}
+
 export type SendSubmitter = (submission: SendSubmission) => Promise<SendResponse>;
+export type BatchSubmitter = (submission: BatchSubmission) => Promise<SendResponse[]>;
+
+export interface SendSubmitters {
+  one: SendSubmitter;
+  batch: BatchSubmitter;
+}
 
 export function createSendSubmitter(
   config: Pick<RelayConfig, 'callers' | 'limits'>,
   deps: SubmitDependencies,
-): SendSubmitter {
+): SendSubmitters {
   // Reading, parsing and decoding a body is CPU work on the one JavaScript thread. Done for many requests
   // interleaved, every request's body text, parsed JSON and base64 string would be alive at once (1.4 MB
   // each per 1 MB attachment); done two at a time, only the decoded attachment stays.
   const decoding = createConcurrencyGate(2);
   // JSON and base64 make the request larger than the encoded message; allow for both.
   const maxBodyBytes = Math.ceil(config.limits.maxMessageBytes * 1.5) + 65_536;
-  return async (submission) => {
+  const one: SendSubmitter = async (submission) => {
     const caller = authenticateCaller(submission.callerKey, config.callers);
     const idempotencyKey = readIdempotencyKey(submission.idempotencyKey);
     const respondAsync = prefersAsync(submission.prefer);
@@ -59,6 +82,94 @@ export function createSendSubmitter(
       statusUrl: submission.statusUrl,
     });
   };
+  const batch: BatchSubmitter = async (submission) => {
+    const caller = authenticateCaller(submission.callerKey, config.callers, submission.callerKeyCarriedIn);
+    const idempotencyKey = readIdempotencyKey(submission.idempotencyKey);
+    const respondAsync = prefersAsync(submission.prefer);
+    const read = await decoding.run(async () => {
+      const { bodies, fieldOf = (_index: number, field: string) => field } =
+        await submission.readBodies(maxBodyBytes);
+      if (idempotencyKey !== undefined && bodies.length > 1) {
+        throw new RelayError('invalid_idempotency_key', {
+          message: `An Idempotency-Key covers one message; this request holds ${bodies.length}.`,
+          remedy: 'Send each message in its own request with its own key.',
+        });
+      }
+      const parse = (index: number) =>
+        parseRenamingFields(bodies[index], config.limits, (field) => fieldOf(index, field));
+      // Every message is validated and its sender checked before anything is sent: a bad last message sends
+      // none. Each is parsed again when its turn comes, because a request's messages share its attachments'
+      // base64 and holding every message's decoded copy at once would multiply its size by their number.
+      const first = parse(0);
+      for (const index of bodies.keys())
+        authorizeInBatch(caller, index === 0 ? first : parse(index), index, fieldOf);
+      return { bodies, fieldOf, parse, first };
+    });
+    const responses: SendResponse[] = [];
+    for (const [index, body] of read.bodies.entries()) {
+      try {
+        const message = index === 0 ? read.first : read.parse(index);
+        responses.push(
+          await submitSend(deps, caller, message, submitPayload(body, { idempotencyKey, respondAsync }), {
+            idempotencyKey,
+            respondAsync,
+            statusUrl: submission.statusUrl,
+          }),
+        );
+      } catch (caught) {
+        if (index === 0) throw caught;
+        throw partlySent(responses, index, ensureRelayError(caught), read.fieldOf);
+      }
+    }
+    return responses;
+  };
+  return { one, batch };
+}
+
+/** The sender check of one message of a batch, naming that message's From field when it fails. */
+function authorizeInBatch(
+  caller: Caller,
+  message: SendRequest,
+  index: number,
+  fieldOf: (index: number, field: string) => string,
+): void {
+  try {
+    authorizeMessage(caller, message);
+  } catch (error) {
+    if (!(error instanceof RelayError) || error.code !== 'sender_not_allowed') throw error;
+    throw new RelayError('sender_not_allowed', {
+      message: error.message,
+      details: { ...error.details, field: fieldOf(index, 'from') },
+    });
+  }
+}
+
+function parseRenamingFields(
+  body: unknown,
+  limits: RelayConfig['limits'],
+  rename: (field: string) => string,
+): SendRequest {
+  try {
+    return parseSendRequest(body, limits);
+  } catch (error) {
+    if (!(error instanceof RelayError) || error.code !== 'invalid_request' || !Array.isArray(error.details))
+      throw error;
+    throw invalidRequest(error.details.map((problem) => ({ ...problem, field: rename(problem.field) })));
+  }
+}
+
+/** After a send, no answer may say nothing was sent: the earlier messages went out and a retry repeats them. */
+function partlySent(
+  sent: SendResponse[],
+  failedIndex: number,
+  error: RelayError,
+  fieldOf: (index: number, field: string) => string,
+): RelayError {
+  const messageIds = sent.map((response) => (response.body as { messageId?: string }).messageId ?? '');
+  return new RelayError('partly_sent', {
+    message: `${sent.length} of the request's messages ${sent.length === 1 ? 'was' : 'were'} sent (${messageIds.join(', ')}); ${fieldOf(failedIndex, '(message)')} was refused with ${error.code}: ${error.message} It and the ones after it were not sent.`,
+    details: { sent: messageIds, failedIndex, failedCode: error.code },
+  });
 }
 
 interface SubmitOptions {

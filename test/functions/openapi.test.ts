@@ -65,7 +65,7 @@ describe('GET /api/openapi.json', () => {
 
   it('describes every route of the table at its path below the route prefix, with its method', () => {
     for (const [name, route] of Object.entries(httpRoutes)) {
-      const path = `/api/${route.route.replace(/\{([A-Za-z0-9_]+)[^}]*\}/g, '{$1}')}`;
+      const path = `/${route.route.replace(/\{([A-Za-z0-9_]+)[^}]*\}/g, '{$1}')}`;
       const operation = document.paths[path]?.[route.method.toLowerCase()] as
         | { operationId?: string }
         | undefined;
@@ -73,10 +73,14 @@ describe('GET /api/openapi.json', () => {
     }
   });
 
-  it('follows host.json when the route prefix is empty', () => {
-    const atRoot = buildOpenApiDocument({ routePrefix: '' }) as OpenApiDocument;
-    expect(Object.keys(atRoot.paths)).toContain('/send');
-    expect(Object.keys(atRoot.paths)).toContain('/send/{id}');
+  it("follows host.json's route prefix", () => {
+    // host.json's routePrefix is "" (Postmark's SDK posts to /email at the root), so every other route
+    // spells out its api/ path; under another prefix every path moves below it.
+    const prefixed = buildOpenApiDocument({ routePrefix: 'relay' }) as OpenApiDocument;
+    expect(Object.keys(prefixed.paths)).toContain('/relay/api/send');
+    expect(Object.keys(prefixed.paths)).toContain('/relay/email');
+    expect(Object.keys(document.paths)).toContain('/api/send/{id}');
+    expect(Object.keys(document.paths)).toContain('/email');
   });
 
   it('requires the function key and the caller key for sending', () => {
@@ -85,6 +89,41 @@ describe('GET /api/openapi.json', () => {
     expect(document.components.securitySchemes.functionKey?.name).toBe('x-functions-key');
     expect(document.components.securitySchemes.callerKey?.name).toBe('x-relay-key');
     expect(document.paths['/api/openapi.json']?.get?.security).toEqual([]);
+  });
+
+  it('describes the compatible APIs with their own key, request body and error shape', () => {
+    const expected = [
+      [
+        '/api/sendgrid/v3/mail/send',
+        'bearerCallerKey',
+        'SendGridMailSend',
+        'SendGridError',
+        'application/json',
+      ],
+      ['/api/resend/emails', 'bearerCallerKey', 'ResendEmail', 'ResendError', 'application/json'],
+      ['/email', 'postmarkServerToken', 'PostmarkEmail', 'PostmarkError', 'application/json'],
+      [
+        '/api/mailgun/v3/{domain}/messages',
+        'basicCallerKey',
+        'MailgunMessage',
+        'MailgunError',
+        'multipart/form-data',
+      ],
+    ] as const;
+    for (const [path, carrier, requestSchema, errorSchema, contentType] of expected) {
+      const operation = document.paths[path]?.post;
+      // No function key: an SDK cannot send one, so the caller key is the only key.
+      expect(operation?.security, path).toEqual([{ [carrier]: [] }]);
+      const body = operation?.requestBody as { content: Record<string, { schema: unknown }> } | undefined;
+      expect(body?.content[contentType]?.schema, path).toEqual({
+        $ref: `#/components/schemas/${requestSchema}`,
+      });
+      expect(JSON.stringify(operation?.responses['401']), path).toContain(
+        `#/components/schemas/${errorSchema}`,
+      );
+      expect(document.components.schemas[requestSchema], requestSchema).toBeDefined();
+    }
+    expect(document.components.securitySchemes.postmarkServerToken?.name).toBe('X-Postmark-Server-Token');
   });
 
   it('takes the send request schema from the validator, with every field the parser accepts', () => {
@@ -147,16 +186,16 @@ describe('GET /api/openapi.json', () => {
     const added: Record<string, ApiRoute> = {
       ...httpRoutes,
       queuedStatus: {
-        route: 'send/{id:guid}',
+        route: 'api/send/{id:guid}',
         method: 'GET',
         authLevel: 'function',
-        callerKey: true,
+        callerKey: 'callerKey',
         summary: 'A queued message',
         responses: { 200: { description: 'Its state', schema: 'document' } },
         errors: ['caller', 'internal'],
       },
       callback: {
-        route: 'oauth/callback',
+        route: 'api/oauth/callback',
         method: 'GET',
         authLevel: 'anonymous',
         callerKey: false,
@@ -166,7 +205,7 @@ describe('GET /api/openapi.json', () => {
         errors: ['identity', 'internal'],
       },
       replaceSend: {
-        route: 'send',
+        route: 'api/send',
         method: 'PUT',
         authLevel: 'admin',
         callerKey: false,
