@@ -1,0 +1,332 @@
+import FormData from 'form-data';
+import Mailgun from 'mailgun.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { httpRoutes } from '../../shared/api/routes.ts';
+import {
+  billingCaller,
+  type CompatibleHost,
+  parsedMessage,
+  sdkCaller,
+  startCompatibleHost,
+} from '../support/compatibleHost.ts';
+
+/**
+ * The Mailgun endpoint driven by Mailgun's official Node SDK (mailgun.js), pointed at the relay over real
+ * HTTP on loopback, as an app moved onto the relay is: its url is `<app>/api/mailgun` and its API key a
+ * relay caller key (HTTP Basic, user `api`).
+ */
+let relay: CompatibleHost;
+
+function clientWith(key: string, formData: unknown = FormData, host: CompatibleHost = relay) {
+  const mailgun = new Mailgun(formData as ConstructorParameters<typeof Mailgun>[0]);
+  return mailgun.client({ username: 'api', key, url: `${host.origin}/api/mailgun` });
+}
+
+/** What mailgun.js rejects with: its APIError, with the HTTP status and the body's message as details. */
+interface MailgunFailure {
+  type: string;
+  status: number;
+  details: string;
+}
+
+async function failureOf(send: Promise<unknown>): Promise<MailgunFailure> {
+  try {
+    await send;
+  } catch (error) {
+    return error as MailgunFailure;
+  }
+  throw new Error('the SDK resolved; a failure was expected');
+}
+
+/**
+ * An unstructured header's text. nodemailer writes a value holding a quote (as JSON does) as RFC 2047
+ * Q-encoded words, which mail clients decode and mailparser leaves as they are for headers it does not know.
+ */
+function decodedHeader(value: unknown): string {
+  const joined = String(value).replace(/\?=\s+=\?/g, '?==?');
+  return joined.replace(/=\?utf-8\?q\?([^?]*)\?=/gi, (_word, encoded: string) => {
+    const bytes = encoded
+      .replace(/_/g, ' ')
+      .replace(/=([0-9a-f]{2})/gi, (_escape, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+    return Buffer.from(bytes, 'latin1').toString('utf8');
+  });
+}
+
+const pdf = Buffer.from('%PDF-1.7\n% relay test attachment \u00ff\n', 'latin1');
+const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+const simpleMessage = {
+  from: 'alerts@contoso.com',
+  to: 'ops@contoso.com',
+  subject: 'x',
+  text: 'x',
+};
+
+beforeAll(async () => {
+  relay = await startCompatibleHost();
+});
+
+afterAll(async () => {
+  await relay?.close();
+});
+
+beforeEach(async () => {
+  await relay.harness.freshSmtp();
+});
+
+describe('Mailgun send message through mailgun.js', () => {
+  it('is registered anonymous: the SDK cannot send a function key, so the caller key is the only key', () => {
+    expect(httpRoutes.mailgunSend.authLevel).toBe('anonymous');
+    expect(httpRoutes.mailgunSend.callerKey).toBe('basicCallerKey');
+  });
+
+  it('delivers what the SDK was given: names, cc, bcc, reply-to, both bodies, attachments, an inline image, tags and variables', async () => {
+    const result = await clientWith(sdkCaller.apiKey).messages.create('contoso.com', {
+      from: 'Contoso Alerts <alerts@contoso.com>',
+      to: ['Ops Team <ops@contoso.com>', 'oncall@fabrikam.com, second@fabrikam.com'],
+      cc: 'lead@contoso.com',
+      bcc: 'audit@contoso.com',
+      'h:Reply-To': 'Help Desk <helpdesk@contoso.com>',
+      subject: 'Disk full on db-01 — 97 %',
+      text: 'sda1 is at 97 %.',
+      html: '<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart.png">',
+      attachment: [{ data: pdf, filename: 'Bericht März.pdf', contentType: 'application/pdf' }],
+      inline: [{ data: png, filename: 'chart.png', contentType: 'image/png' }],
+      'h:X-Ticket': 'INC-1234',
+      'o:tag': ['disk', 'db'],
+      'v:host': 'db-01',
+      'v:ticket-id': 'INC-1234',
+    });
+
+    const [received] = await relay.harness.smtp.waitForMessages(1);
+    if (received === undefined) throw new Error('nothing arrived');
+    const { envelopeFrom, envelopeTo, mail } = await parsedMessage(received);
+    expect(result).toEqual({ status: 200, id: mail.messageId, message: 'Queued. Thank you.' });
+    expect(result.id).toMatch(/^<.+@.+>$/);
+    expect(envelopeFrom).toBe('alerts@contoso.com');
+    expect(envelopeTo.sort()).toEqual(
+      [
+        'audit@contoso.com',
+        'lead@contoso.com',
+        'oncall@fabrikam.com',
+        'ops@contoso.com',
+        'second@fabrikam.com',
+      ].sort(),
+    );
+    expect(mail.from?.value).toEqual([{ address: 'alerts@contoso.com', name: 'Contoso Alerts' }]);
+    expect(mail.to && !Array.isArray(mail.to) ? mail.to.value : []).toEqual([
+      { address: 'ops@contoso.com', name: 'Ops Team' },
+      { address: 'oncall@fabrikam.com', name: '' },
+      { address: 'second@fabrikam.com', name: '' },
+    ]);
+    expect(mail.headers.get('bcc')).toBeUndefined();
+    expect(mail.replyTo?.value).toEqual([{ address: 'helpdesk@contoso.com', name: 'Help Desk' }]);
+    expect(mail.subject).toBe('Disk full on db-01 — 97 %');
+    expect(mail.text?.trim()).toBe('sda1 is at 97 %.');
+    expect(mail.html).toBe('<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart.png">');
+    const report = mail.attachments.find((file) => file.filename === 'Bericht März.pdf');
+    const chart = mail.attachments.find((file) => file.filename === 'chart.png');
+    expect(report?.contentType).toBe('application/pdf');
+    expect(report?.content.equals(pdf)).toBe(true);
+    expect(chart?.contentType).toBe('image/png');
+    expect(chart?.contentId).toBe('<chart.png>');
+    expect(chart?.content.equals(png)).toBe(true);
+    expect(mail.headers.get('x-ticket')).toBe('INC-1234');
+    expect(mail.headers.get('x-mailgun-tag')).toBe('disk, db');
+    expect(JSON.parse(decodedHeader(mail.headers.get('x-mailgun-variables')))).toEqual({
+      host: 'db-01',
+      'ticket-id': 'INC-1234',
+    });
+  });
+
+  it("delivers through the SDK built on the platform's FormData, types taken from the file names", async () => {
+    const result = await clientWith(sdkCaller.apiKey, globalThis.FormData).messages.create(
+      'notify.contoso.com',
+      {
+        from: 'reports@notify.contoso.com',
+        to: 'ops@contoso.com',
+        subject: 'Weekly report',
+        html: '<img src="cid:chart.png">',
+        attachment: [{ data: pdf, filename: 'report.pdf' }],
+        inline: [{ data: png, filename: 'chart.png' }],
+        // Sent by apps that always batch: with one To address it is one ordinary message.
+        'recipient-variables': '{}',
+      },
+    );
+    expect(result.status).toBe(200);
+    const [received] = await relay.harness.smtp.waitForMessages(1);
+    if (received === undefined) throw new Error('nothing arrived');
+    const { mail } = await parsedMessage(received);
+    const files = mail.attachments.map((file) => [file.filename, file.contentType, file.contentId]);
+    expect(files.sort()).toEqual([
+      ['chart.png', 'image/png', '<chart.png>'],
+      ['report.pdf', 'application/pdf', undefined],
+    ]);
+    const chart = mail.attachments.find((file) => file.filename === 'chart.png');
+    expect(chart?.content.equals(png)).toBe(true);
+  });
+
+  it('accepts a urlencoded form from a sending subdomain, as apps without attachments post one', async () => {
+    const response = await fetch(`${relay.origin}/api/mailgun/v3/mg.contoso.com/messages`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`api:${sdkCaller.apiKey}`).toString('base64')}` },
+      body: new URLSearchParams([
+        ['from', 'alerts@contoso.com'],
+        ['to', 'ops@contoso.com'],
+        ['to', 'oncall@fabrikam.com'],
+        ['subject', 'Plain form'],
+        ['text', 'Sent as application/x-www-form-urlencoded.'],
+        ['o:tracking', 'no'],
+        ['o:testmode', 'false'],
+      ]),
+    });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ message: 'Queued. Thank you.' });
+    const [received] = await relay.harness.smtp.waitForMessages(1);
+    if (received === undefined) throw new Error('nothing arrived');
+    const { envelopeTo, mail } = await parsedMessage(received);
+    expect(envelopeTo.sort()).toEqual(['oncall@fabrikam.com', 'ops@contoso.com']);
+    expect(mail.text?.trim()).toBe('Sent as application/x-www-form-urlencoded.');
+  });
+
+  it('answers a key that is no caller with 401 in Mailgun’s error shape, and sends nothing', async () => {
+    const failure = await failureOf(
+      clientWith('key-not-a-caller-0123').messages.create('contoso.com', simpleMessage),
+    );
+    expect(failure.type).toBe('MailgunAPIError');
+    expect(failure.status).toBe(401);
+    expect(failure.details).toMatch(
+      /^Forbidden: The HTTP Basic password .* does not match any configured caller/,
+    );
+    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relay.logLines.join('\n')).not.toContain('key-not-a-caller-0123');
+    expect(relay.logLines.join('\n')).not.toContain(sdkCaller.apiKey);
+  });
+
+  it('answers a request without HTTP Basic credentials with 401 { message }, and sends nothing', async () => {
+    const response = await fetch(`${relay.origin}/api/mailgun/v3/contoso.com/messages`, {
+      method: 'POST',
+      body: new URLSearchParams(simpleMessage),
+    });
+    expect(response.status).toBe(401);
+    const body = (await response.json()) as { message: string };
+    expect(Object.keys(body)).toEqual(['message']);
+    expect(body.message).toMatch(
+      /^Forbidden: The request has no HTTP Basic password \(user name api, the caller key as password\)/,
+    );
+    expect(relay.harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('names the field of an invalid address as the form has it', async () => {
+    const failure = await failureOf(
+      clientWith(sdkCaller.apiKey).messages.create('contoso.com', {
+        ...simpleMessage,
+        to: ['ops@contoso.com', 'not an address'],
+      }),
+    );
+    expect(failure.status).toBe(400);
+    expect(failure.details).toMatch(/^to\[1\]: "not an address" is not a valid address/);
+    expect(relay.harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('refuses templates, batches, scheduled sending, tracking and headers it cannot set, naming each field', async () => {
+    const failure = await failureOf(
+      clientWith(sdkCaller.apiKey).messages.create('contoso.com', {
+        ...simpleMessage,
+        to: 'ops@contoso.com, oncall@fabrikam.com',
+        template: 'welcome',
+        'recipient-variables': '{"ops@contoso.com": {"first": "Ops"}}',
+        'o:deliverytime': 'Thu, 13 Oct 2033 18:02:00 +0000',
+        'o:tracking-clicks': 'yes',
+        'h:List-Unsubscribe': '<https://contoso.com/unsubscribe>',
+      }),
+    );
+    expect(failure.status).toBe(400);
+    for (const field of [
+      'template',
+      'recipient-variables',
+      'o:deliverytime',
+      'o:tracking-clicks',
+      'h:List-Unsubscribe',
+    ])
+      expect(failure.details).toContain(`${field}: is not supported`);
+    expect(relay.harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('refuses a From outside the sending domain of the URL, as Mailgun does', async () => {
+    const failure = await failureOf(
+      clientWith(sdkCaller.apiKey).messages.create('fabrikam.com', simpleMessage),
+    );
+    expect(failure.status).toBe(400);
+    expect(failure.details).toMatch(/^from: must be an address in fabrikam\.com/);
+    expect(relay.harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('answers a sender the caller may not use with 403, and sends nothing', async () => {
+    const failure = await failureOf(
+      clientWith(billingCaller.apiKey).messages.create('contoso.com', simpleMessage),
+    );
+    expect(failure.status).toBe(403);
+    expect(failure.details).toMatch(/alerts@contoso\.com/);
+    expect(failure.details).toMatch(/RELAY_CALLERS/);
+    expect(relay.harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('refuses a JSON body with a 4xx naming the form types it takes', async () => {
+    const response = await fetch(`${relay.origin}/api/mailgun/v3/contoso.com/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`api:${sdkCaller.apiKey}`).toString('base64')}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify(simpleMessage),
+    });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { message: string }).message).toMatch(/multipart\/form-data/);
+    expect(relay.harness.smtp.messages).toHaveLength(0);
+  });
+});
+
+describe('Mailgun request size limit', () => {
+  let small: CompatibleHost;
+
+  beforeAll(async () => {
+    // 4 KiB messages: the body limit is then 70 KiB, so a 100 KiB attachment is over it.
+    small = await startCompatibleHost({ settings: { RELAY_MAX_MESSAGE_BYTES: '4096' } });
+  });
+
+  afterAll(async () => {
+    await small?.close();
+  });
+
+  const oversized = Buffer.alloc(100 * 1024, 'a');
+
+  it('answers a body over the limit with 413 by its Content-Length, and sends nothing', async () => {
+    const failure = await failureOf(
+      clientWith(sdkCaller.apiKey, FormData, small).messages.create('contoso.com', {
+        ...simpleMessage,
+        attachment: [{ data: oversized, filename: 'big.txt' }],
+      }),
+    );
+    expect(failure.status).toBe(413);
+    expect(failure.details).toMatch(/larger than \d+ bytes/);
+    expect(small.harness.smtp.messages).toHaveLength(0);
+  });
+
+  it('counts a chunked body that declares no length, and refuses it with 413', async () => {
+    const form = new globalThis.FormData();
+    for (const [name, value] of Object.entries(simpleMessage)) form.append(name, value);
+    form.append('attachment', new Blob([oversized]), 'big.txt');
+    const encoded = new Response(form);
+    const response = await fetch(`${small.origin}/api/mailgun/v3/contoso.com/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`api:${sdkCaller.apiKey}`).toString('base64')}`,
+        'content-type': encoded.headers.get('content-type') ?? '',
+      },
+      body: encoded.body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    expect(small.harness.smtp.messages).toHaveLength(0);
+  });
+});
