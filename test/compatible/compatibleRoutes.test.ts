@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DevHost, startDevHost } from '../../devhost/devHost.ts';
 import '../../functions/compatibleApis.ts';
 import { functionApp } from '../../functions/register.ts';
-import { compatibleProviders } from '../../shared/api/routes.ts';
+import { compatibleProviders, httpRoutes } from '../../shared/api/routes.ts';
 import { RelayError } from '../../shared/errors.ts';
 
 /**
@@ -67,6 +67,21 @@ describe('the compatible APIs', () => {
         ['mailgun', '/api/mailgun/v3/{domain}/messages'],
       ]),
     );
+  });
+
+  it('are anonymous to the Functions host, each with the caller key where its SDK carries its API key', () => {
+    // An SDK cannot send a function key, so the caller key is these routes' only key.
+    const keys = Object.fromEntries(
+      Object.entries(httpRoutes)
+        .filter(([, route]) => 'compatibleApi' in route)
+        .map(([name, route]) => [name, `${route.authLevel} ${String(route.callerKey)}`]),
+    );
+    expect(keys).toEqual({
+      sendgridSend: 'anonymous bearerCallerKey',
+      resendSend: 'anonymous bearerCallerKey',
+      postmarkSend: 'anonymous postmarkServerToken',
+      mailgunSend: 'anonymous basicCallerKey',
+    });
   });
 
   it.each(Object.entries(requests))(

@@ -1,13 +1,16 @@
 import FormData from 'form-data';
 import Mailgun from 'mailgun.js';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { httpRoutes } from '../../shared/api/routes.ts';
+import { describe, expect, it } from 'vitest';
 import {
   billingCaller,
   type CompatibleHost,
+  diskAlert,
+  expectDiskAlertDelivered,
+  failureOf,
+  mailboxText,
   parsedMessage,
   sdkCaller,
-  startCompatibleHost,
+  useCompatibleHost,
 } from '../support/compatibleHost.ts';
 
 /**
@@ -15,9 +18,9 @@ import {
  * HTTP on loopback, as an app moved onto the relay is: its url is `<app>/api/mailgun` and its API key a
  * relay caller key (HTTP Basic, user `api`).
  */
-let relay: CompatibleHost;
+const relayOf = useCompatibleHost();
 
-function clientWith(key: string, formData: unknown = FormData, host: CompatibleHost = relay) {
+function clientWith(key: string, formData: unknown = FormData, host: CompatibleHost = relayOf()) {
   const mailgun = new Mailgun(formData as ConstructorParameters<typeof Mailgun>[0]);
   return mailgun.client({ username: 'api', key, url: `${host.origin}/api/mailgun` });
 }
@@ -27,15 +30,6 @@ interface MailgunFailure {
   type: string;
   status: number;
   details: string;
-}
-
-async function failureOf(send: Promise<unknown>): Promise<MailgunFailure> {
-  try {
-    await send;
-  } catch (error) {
-    return error as MailgunFailure;
-  }
-  throw new Error('the SDK resolved; a failure was expected');
 }
 
 /**
@@ -52,8 +46,6 @@ function decodedHeader(value: unknown): string {
   });
 }
 
-const pdf = Buffer.from('%PDF-1.7\n% relay test attachment \u00ff\n', 'latin1');
-const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
 const simpleMessage = {
   from: 'alerts@contoso.com',
   to: 'ops@contoso.com',
@@ -61,76 +53,37 @@ const simpleMessage = {
   text: 'x',
 };
 
-beforeAll(async () => {
-  relay = await startCompatibleHost();
-});
-
-afterAll(async () => {
-  await relay?.close();
-});
-
-beforeEach(async () => {
-  await relay.harness.freshSmtp();
-});
-
 describe('Mailgun send message through mailgun.js', () => {
-  it('is registered anonymous: the SDK cannot send a function key, so the caller key is the only key', () => {
-    expect(httpRoutes.mailgunSend.authLevel).toBe('anonymous');
-    expect(httpRoutes.mailgunSend.callerKey).toBe('basicCallerKey');
-  });
-
   it('delivers what the SDK was given: names, cc, bcc, reply-to, both bodies, attachments, an inline image, tags and variables', async () => {
     const result = await clientWith(sdkCaller.apiKey).messages.create('contoso.com', {
-      from: 'Contoso Alerts <alerts@contoso.com>',
-      to: ['Ops Team <ops@contoso.com>', 'oncall@fabrikam.com, second@fabrikam.com'],
-      cc: 'lead@contoso.com',
-      bcc: 'audit@contoso.com',
-      'h:Reply-To': 'Help Desk <helpdesk@contoso.com>',
-      subject: 'Disk full on db-01 — 97 %',
-      text: 'sda1 is at 97 %.',
-      html: '<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart.png">',
-      attachment: [{ data: pdf, filename: 'Bericht März.pdf', contentType: 'application/pdf' }],
-      inline: [{ data: png, filename: 'chart.png', contentType: 'image/png' }],
-      'h:X-Ticket': 'INC-1234',
+      from: mailboxText(diskAlert.from),
+      // A repeated field and a comma list in one value, as Mailgun takes both.
+      to: [
+        mailboxText(diskAlert.to[0] ?? diskAlert.from),
+        `${diskAlert.to[1]?.address}, second@fabrikam.com`,
+      ],
+      cc: mailboxText(diskAlert.cc),
+      bcc: diskAlert.bcc,
+      'h:Reply-To': mailboxText(diskAlert.replyTo),
+      subject: diskAlert.subject,
+      text: diskAlert.text,
+      html: diskAlert.html('chart.png'),
+      attachment: [{ data: diskAlert.report, filename: 'Bericht März.pdf', contentType: 'application/pdf' }],
+      inline: [{ data: diskAlert.chart, filename: 'chart.png', contentType: 'image/png' }],
+      'h:X-Ticket': diskAlert.ticket,
       'o:tag': ['disk', 'db'],
       'v:host': 'db-01',
       'v:ticket-id': 'INC-1234',
     });
 
-    const [received] = await relay.harness.smtp.waitForMessages(1);
-    if (received === undefined) throw new Error('nothing arrived');
-    const { envelopeFrom, envelopeTo, mail } = await parsedMessage(received);
+    const [received] = await relayOf().harness.smtp.waitForMessages(1);
+    const mail = await expectDiskAlertDelivered(received, {
+      chartId: 'chart.png',
+      reportName: 'Bericht März.pdf',
+      extraTo: ['second@fabrikam.com'],
+    });
     expect(result).toEqual({ status: 200, id: mail.messageId, message: 'Queued. Thank you.' });
     expect(result.id).toMatch(/^<.+@.+>$/);
-    expect(envelopeFrom).toBe('alerts@contoso.com');
-    expect(envelopeTo.sort()).toEqual(
-      [
-        'audit@contoso.com',
-        'lead@contoso.com',
-        'oncall@fabrikam.com',
-        'ops@contoso.com',
-        'second@fabrikam.com',
-      ].sort(),
-    );
-    expect(mail.from?.value).toEqual([{ address: 'alerts@contoso.com', name: 'Contoso Alerts' }]);
-    expect(mail.to && !Array.isArray(mail.to) ? mail.to.value : []).toEqual([
-      { address: 'ops@contoso.com', name: 'Ops Team' },
-      { address: 'oncall@fabrikam.com', name: '' },
-      { address: 'second@fabrikam.com', name: '' },
-    ]);
-    expect(mail.headers.get('bcc')).toBeUndefined();
-    expect(mail.replyTo?.value).toEqual([{ address: 'helpdesk@contoso.com', name: 'Help Desk' }]);
-    expect(mail.subject).toBe('Disk full on db-01 — 97 %');
-    expect(mail.text?.trim()).toBe('sda1 is at 97 %.');
-    expect(mail.html).toBe('<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart.png">');
-    const report = mail.attachments.find((file) => file.filename === 'Bericht März.pdf');
-    const chart = mail.attachments.find((file) => file.filename === 'chart.png');
-    expect(report?.contentType).toBe('application/pdf');
-    expect(report?.content.equals(pdf)).toBe(true);
-    expect(chart?.contentType).toBe('image/png');
-    expect(chart?.contentId).toBe('<chart.png>');
-    expect(chart?.content.equals(png)).toBe(true);
-    expect(mail.headers.get('x-ticket')).toBe('INC-1234');
     expect(mail.headers.get('x-mailgun-tag')).toBe('disk, db');
     expect(JSON.parse(decodedHeader(mail.headers.get('x-mailgun-variables')))).toEqual({
       host: 'db-01',
@@ -146,14 +99,14 @@ describe('Mailgun send message through mailgun.js', () => {
         to: 'ops@contoso.com',
         subject: 'Weekly report',
         html: '<img src="cid:chart.png">',
-        attachment: [{ data: pdf, filename: 'report.pdf' }],
-        inline: [{ data: png, filename: 'chart.png' }],
+        attachment: [{ data: diskAlert.report, filename: 'report.pdf' }],
+        inline: [{ data: diskAlert.chart, filename: 'chart.png' }],
         // Sent by apps that always batch: with one To address it is one ordinary message.
         'recipient-variables': '{}',
       },
     );
     expect(result.status).toBe(200);
-    const [received] = await relay.harness.smtp.waitForMessages(1);
+    const [received] = await relayOf().harness.smtp.waitForMessages(1);
     if (received === undefined) throw new Error('nothing arrived');
     const { mail } = await parsedMessage(received);
     const files = mail.attachments.map((file) => [file.filename, file.contentType, file.contentId]);
@@ -162,11 +115,11 @@ describe('Mailgun send message through mailgun.js', () => {
       ['report.pdf', 'application/pdf', undefined],
     ]);
     const chart = mail.attachments.find((file) => file.filename === 'chart.png');
-    expect(chart?.content.equals(png)).toBe(true);
+    expect(chart?.content.equals(diskAlert.chart)).toBe(true);
   });
 
   it('accepts a urlencoded form from a sending subdomain, as apps without attachments post one', async () => {
-    const response = await fetch(`${relay.origin}/api/mailgun/v3/mg.contoso.com/messages`, {
+    const response = await fetch(`${relayOf().origin}/api/mailgun/v3/mg.contoso.com/messages`, {
       method: 'POST',
       headers: { authorization: `Basic ${Buffer.from(`api:${sdkCaller.apiKey}`).toString('base64')}` },
       body: new URLSearchParams([
@@ -181,7 +134,7 @@ describe('Mailgun send message through mailgun.js', () => {
     });
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ message: 'Queued. Thank you.' });
-    const [received] = await relay.harness.smtp.waitForMessages(1);
+    const [received] = await relayOf().harness.smtp.waitForMessages(1);
     if (received === undefined) throw new Error('nothing arrived');
     const { envelopeTo, mail } = await parsedMessage(received);
     expect(envelopeTo.sort()).toEqual(['oncall@fabrikam.com', 'ops@contoso.com']);
@@ -189,7 +142,7 @@ describe('Mailgun send message through mailgun.js', () => {
   });
 
   it('answers a key that is no caller with 401 in Mailgun’s error shape, and sends nothing', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<MailgunFailure>(
       clientWith('key-not-a-caller-0123').messages.create('contoso.com', simpleMessage),
     );
     expect(failure.type).toBe('MailgunAPIError');
@@ -197,13 +150,13 @@ describe('Mailgun send message through mailgun.js', () => {
     expect(failure.details).toMatch(
       /^Forbidden: The HTTP Basic password .* does not match any configured caller/,
     );
-    expect(relay.harness.smtp.messages).toHaveLength(0);
-    expect(relay.logLines.join('\n')).not.toContain('key-not-a-caller-0123');
-    expect(relay.logLines.join('\n')).not.toContain(sdkCaller.apiKey);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().logLines.join('\n')).not.toContain('key-not-a-caller-0123');
+    expect(relayOf().logLines.join('\n')).not.toContain(sdkCaller.apiKey);
   });
 
   it('answers a request without HTTP Basic credentials with 401 { message }, and sends nothing', async () => {
-    const response = await fetch(`${relay.origin}/api/mailgun/v3/contoso.com/messages`, {
+    const response = await fetch(`${relayOf().origin}/api/mailgun/v3/contoso.com/messages`, {
       method: 'POST',
       body: new URLSearchParams(simpleMessage),
     });
@@ -213,11 +166,11 @@ describe('Mailgun send message through mailgun.js', () => {
     expect(body.message).toMatch(
       /^Forbidden: The request has no HTTP Basic password \(user name api, the caller key as password\)/,
     );
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('names the field of an invalid address as the form has it', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<MailgunFailure>(
       clientWith(sdkCaller.apiKey).messages.create('contoso.com', {
         ...simpleMessage,
         to: ['ops@contoso.com', 'not an address'],
@@ -225,11 +178,11 @@ describe('Mailgun send message through mailgun.js', () => {
     );
     expect(failure.status).toBe(400);
     expect(failure.details).toMatch(/^to\[1\]: "not an address" is not a valid address/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('refuses templates, batches, scheduled sending, tracking and headers it cannot set, naming each field', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<MailgunFailure>(
       clientWith(sdkCaller.apiKey).messages.create('contoso.com', {
         ...simpleMessage,
         to: 'ops@contoso.com, oncall@fabrikam.com',
@@ -249,30 +202,30 @@ describe('Mailgun send message through mailgun.js', () => {
       'h:List-Unsubscribe',
     ])
       expect(failure.details).toContain(`${field}: is not supported`);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('refuses a From outside the sending domain of the URL, as Mailgun does', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<MailgunFailure>(
       clientWith(sdkCaller.apiKey).messages.create('fabrikam.com', simpleMessage),
     );
     expect(failure.status).toBe(400);
     expect(failure.details).toMatch(/^from: must be an address in fabrikam\.com/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('answers a sender the caller may not use with 403, and sends nothing', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<MailgunFailure>(
       clientWith(billingCaller.apiKey).messages.create('contoso.com', simpleMessage),
     );
     expect(failure.status).toBe(403);
     expect(failure.details).toMatch(/alerts@contoso\.com/);
     expect(failure.details).toMatch(/RELAY_CALLERS/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('refuses a JSON body with a 4xx naming the form types it takes', async () => {
-    const response = await fetch(`${relay.origin}/api/mailgun/v3/contoso.com/messages`, {
+    const response = await fetch(`${relayOf().origin}/api/mailgun/v3/contoso.com/messages`, {
       method: 'POST',
       headers: {
         authorization: `Basic ${Buffer.from(`api:${sdkCaller.apiKey}`).toString('base64')}`,
@@ -282,34 +235,26 @@ describe('Mailgun send message through mailgun.js', () => {
     });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { message: string }).message).toMatch(/multipart\/form-data/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 });
 
 describe('Mailgun request size limit', () => {
-  let small: CompatibleHost;
-
-  beforeAll(async () => {
-    // 4 KiB messages: the body limit is then 70 KiB, so a 100 KiB attachment is over it.
-    small = await startCompatibleHost({ settings: { RELAY_MAX_MESSAGE_BYTES: '4096' } });
-  });
-
-  afterAll(async () => {
-    await small?.close();
-  });
+  // 4 KiB messages: the body limit is then 70 KiB, so a 100 KiB attachment is over it.
+  const smallOf = useCompatibleHost({ settings: { RELAY_MAX_MESSAGE_BYTES: '4096' } });
 
   const oversized = Buffer.alloc(100 * 1024, 'a');
 
   it('answers a body over the limit with 413 by its Content-Length, and sends nothing', async () => {
-    const failure = await failureOf(
-      clientWith(sdkCaller.apiKey, FormData, small).messages.create('contoso.com', {
+    const failure = await failureOf<MailgunFailure>(
+      clientWith(sdkCaller.apiKey, FormData, smallOf()).messages.create('contoso.com', {
         ...simpleMessage,
         attachment: [{ data: oversized, filename: 'big.txt' }],
       }),
     );
     expect(failure.status).toBe(413);
     expect(failure.details).toMatch(/larger than \d+ bytes/);
-    expect(small.harness.smtp.messages).toHaveLength(0);
+    expect(smallOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('counts a chunked body that declares no length, and refuses it with 413', async () => {
@@ -317,7 +262,7 @@ describe('Mailgun request size limit', () => {
     for (const [name, value] of Object.entries(simpleMessage)) form.append(name, value);
     form.append('attachment', new Blob([oversized]), 'big.txt');
     const encoded = new Response(form);
-    const response = await fetch(`${small.origin}/api/mailgun/v3/contoso.com/messages`, {
+    const response = await fetch(`${smallOf().origin}/api/mailgun/v3/contoso.com/messages`, {
       method: 'POST',
       headers: {
         authorization: `Basic ${Buffer.from(`api:${sdkCaller.apiKey}`).toString('base64')}`,
@@ -327,6 +272,6 @@ describe('Mailgun request size limit', () => {
       duplex: 'half',
     } as RequestInit);
     expect(response.status).toBe(413);
-    expect(small.harness.smtp.messages).toHaveLength(0);
+    expect(smallOf().harness.smtp.messages).toHaveLength(0);
   });
 });

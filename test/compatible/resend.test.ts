@@ -1,13 +1,13 @@
 import { Resend } from 'resend';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { httpRoutes } from '../../shared/api/routes.ts';
-import { type Azurite, startAzurite } from '../support/azurite.ts';
+import { describe, expect, it } from 'vitest';
 import {
   billingCaller,
-  type CompatibleHost,
+  diskAlert,
+  expectDiskAlertDelivered,
+  mailboxText,
   parsedMessage,
   sdkCaller,
-  startCompatibleHost,
+  useCompatibleHost,
 } from '../support/compatibleHost.ts';
 
 /**
@@ -15,16 +15,15 @@ import {
  * loopback with its baseUrl option, as an app moved onto the relay is: its API key is a relay caller key.
  * Azurite holds the Idempotency-Key records and the send queue.
  */
-let azurite: Azurite;
-let relay: CompatibleHost;
+const relayOf = useCompatibleHost({ storage: true });
 
 function clientWith(apiKey: string): Resend {
-  return new Resend(apiKey, { baseUrl: `${relay.origin}/api/resend` });
+  return new Resend(apiKey, { baseUrl: `${relayOf().origin}/api/resend` });
 }
 
 /** A POST as a plain HTTP client (Python's requests, curl) sends it, for what the Node SDK cannot send. */
 async function postEmail(body: unknown, headers: Record<string, string>) {
-  const response = await fetch(`${relay.origin}/api/resend/emails`, {
+  const response = await fetch(`${relayOf().origin}/api/resend/emails`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...headers },
     body: JSON.stringify(body),
@@ -36,50 +35,29 @@ async function postEmail(body: unknown, headers: Record<string, string>) {
   };
 }
 
-const pdf = Buffer.from('%PDF-1.7\n% relay test attachment \u00ff\n', 'latin1');
-const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
 const minimal = { from: 'alerts@contoso.com', to: 'ops@contoso.com', subject: 'x', text: 'x' };
 
-beforeAll(async () => {
-  azurite = await startAzurite();
-  relay = await startCompatibleHost({ settings: { RELAY_STORAGE_CONNECTION: azurite.connectionString } });
-});
-
-afterAll(async () => {
-  await relay?.close();
-  await azurite?.stop();
-});
-
-beforeEach(async () => {
-  await relay.harness.freshSmtp();
-});
-
 describe('Resend send email through the resend SDK', () => {
-  it('is registered anonymous: the SDK cannot send a function key, so the caller key is the only key', () => {
-    expect(httpRoutes.resendSend.authLevel).toBe('anonymous');
-    expect(httpRoutes.resendSend.callerKey).toBe('bearerCallerKey');
-  });
-
   it('delivers what the SDK was given: names, cc, bcc, reply-to, both bodies, attachments, an inline image, headers and tags', async () => {
     const { data, error } = await clientWith(sdkCaller.apiKey).emails.send({
-      from: 'Contoso Alerts <alerts@contoso.com>',
-      to: ['Ops Team <ops@contoso.com>', 'oncall@fabrikam.com'],
-      cc: 'lead@contoso.com',
-      bcc: ['audit@contoso.com'],
-      replyTo: 'Help Desk <helpdesk@contoso.com>',
-      subject: 'Disk full on db-01 — 97 %',
-      text: 'sda1 is at 97 %.',
-      html: '<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart">',
+      from: mailboxText(diskAlert.from),
+      to: diskAlert.to.map(mailboxText),
+      cc: mailboxText(diskAlert.cc),
+      bcc: [diskAlert.bcc],
+      replyTo: mailboxText(diskAlert.replyTo),
+      subject: diskAlert.subject,
+      text: diskAlert.text,
+      html: diskAlert.html('chart'),
       attachments: [
-        { content: pdf, filename: 'report.pdf', contentType: 'application/pdf' },
+        { content: diskAlert.report, filename: 'report.pdf', contentType: 'application/pdf' },
         {
-          content: png.toString('base64'),
+          content: diskAlert.chart.toString('base64'),
           filename: 'chart.png',
           contentType: 'image/png',
           contentId: 'chart',
         },
       ],
-      headers: { 'X-Ticket': 'INC-1234' },
+      headers: { 'X-Ticket': diskAlert.ticket },
       tags: [
         { name: 'category', value: 'disk_alert' },
         { name: 'env', value: 'prod' },
@@ -87,36 +65,9 @@ describe('Resend send email through the resend SDK', () => {
     });
     expect(error).toBeNull();
 
-    const [received] = await relay.harness.smtp.waitForMessages(1);
-    if (received === undefined) throw new Error('nothing arrived');
-    const { envelopeFrom, envelopeTo, mail } = await parsedMessage(received);
+    const [received] = await relayOf().harness.smtp.waitForMessages(1);
+    const mail = await expectDiskAlertDelivered(received, { chartId: 'chart' });
     expect(data?.id).toBe(mail.messageId?.replace(/^<|>$/g, ''));
-    expect(envelopeFrom).toBe('alerts@contoso.com');
-    expect(envelopeTo.sort()).toEqual(
-      ['audit@contoso.com', 'lead@contoso.com', 'oncall@fabrikam.com', 'ops@contoso.com'].sort(),
-    );
-    expect(mail.from?.value).toEqual([{ address: 'alerts@contoso.com', name: 'Contoso Alerts' }]);
-    expect(mail.to && !Array.isArray(mail.to) ? mail.to.value : []).toEqual([
-      { address: 'ops@contoso.com', name: 'Ops Team' },
-      { address: 'oncall@fabrikam.com', name: '' },
-    ]);
-    expect(mail.cc && !Array.isArray(mail.cc) ? mail.cc.value : []).toEqual([
-      { address: 'lead@contoso.com', name: '' },
-    ]);
-    expect(mail.headers.get('bcc')).toBeUndefined();
-    expect(mail.replyTo?.value).toEqual([{ address: 'helpdesk@contoso.com', name: 'Help Desk' }]);
-    expect(mail.subject).toBe('Disk full on db-01 — 97 %');
-    expect(mail.text?.trim()).toBe('sda1 is at 97 %.');
-    expect(mail.html).toBe('<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart">');
-    // nodemailer puts the inline image first, in the multipart/related part with the html.
-    const report = mail.attachments.find((file) => file.filename === 'report.pdf');
-    const chart = mail.attachments.find((file) => file.filename === 'chart.png');
-    expect(report?.contentType).toBe('application/pdf');
-    expect(report?.content.equals(pdf)).toBe(true);
-    expect(chart?.contentType).toBe('image/png');
-    expect(chart?.contentId).toBe('<chart>');
-    expect(chart?.content.equals(png)).toBe(true);
-    expect(mail.headers.get('x-ticket')).toBe('INC-1234');
     expect(mail.headers.get('x-tags')).toBe('category=disk_alert, env=prod');
   });
 
@@ -124,17 +75,17 @@ describe('Resend send email through the resend SDK', () => {
     const answer = await postEmail(
       {
         ...minimal,
-        attachments: [{ content: [...pdf], filename: 'report.pdf' }],
+        attachments: [{ content: [...diskAlert.report], filename: 'report.pdf' }],
         headers: { 'X-Tag': ['disk', 'db'] },
       },
       { Authorization: `Bearer ${sdkCaller.apiKey}` },
     );
     expect(answer.status).toBe(200);
-    const [received] = await relay.harness.smtp.waitForMessages(1);
+    const [received] = await relayOf().harness.smtp.waitForMessages(1);
     if (received === undefined) throw new Error('nothing arrived');
     const { mail } = await parsedMessage(received);
     expect(answer.body).toEqual({ id: mail.messageId?.replace(/^<|>$/g, '') });
-    expect(mail.attachments[0]?.content.equals(pdf)).toBe(true);
+    expect(mail.attachments[0]?.content.equals(diskAlert.report)).toBe(true);
     expect(mail.attachments[0]?.contentType).toBe('application/pdf');
     expect(mail.headers.get('x-tag')).toBe('disk, db');
   });
@@ -151,7 +102,7 @@ describe('Resend send email through the resend SDK', () => {
     const changed = await resend.emails.send({ ...minimal, subject: 'y' }, { idempotencyKey });
     expect(changed.data).toBeNull();
     expect(changed.error).toMatchObject({ statusCode: 409, name: 'invalid_idempotent_request' });
-    expect(relay.harness.smtp.messages).toHaveLength(1);
+    expect(relayOf().harness.smtp.messages).toHaveLength(1);
   });
 
   it('queues with Prefer: respond-async and answers 200 with the queue id and its status URL', async () => {
@@ -160,10 +111,10 @@ describe('Resend send email through the resend SDK', () => {
     });
     expect(error).toBeNull();
     expect(data?.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    expect(headers?.location).toBe(`${relay.origin}/api/send/${data?.id}`);
+    expect(headers?.location).toBe(`${relayOf().origin}/api/send/${data?.id}`);
     expect(headers?.['preference-applied']).toBe('respond-async');
     // The development host runs no queue trigger here: the message waits on the queue.
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('answers a key that is no caller with 403 invalid_api_key, and sends nothing', async () => {
@@ -171,15 +122,15 @@ describe('Resend send email through the resend SDK', () => {
     expect(data).toBeNull();
     expect(error).toMatchObject({ statusCode: 403, name: 'invalid_api_key' });
     expect(error?.message).toMatch(/^The bearer token .* does not match any configured caller/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
-    expect(relay.logLines.join('\n')).not.toContain('re_not_a_caller_key');
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().logLines.join('\n')).not.toContain('re_not_a_caller_key');
   });
 
   it('answers a request without a key with 401 missing_api_key (the SDK itself will not start without one)', async () => {
     const previous = process.env.RESEND_API_KEY;
     delete process.env.RESEND_API_KEY;
     try {
-      expect(() => new Resend('', { baseUrl: `${relay.origin}/api/resend` })).toThrow(/Missing API key/);
+      expect(() => new Resend('', { baseUrl: `${relayOf().origin}/api/resend` })).toThrow(/Missing API key/);
     } finally {
       if (previous !== undefined) process.env.RESEND_API_KEY = previous;
     }
@@ -191,7 +142,7 @@ describe('Resend send email through the resend SDK', () => {
       name: 'missing_api_key',
       message: expect.stringMatching(/Authorization: Bearer/),
     });
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('names the field of an invalid address as the request has it, with 422 validation_error', async () => {
@@ -201,7 +152,7 @@ describe('Resend send email through the resend SDK', () => {
     });
     expect(error).toMatchObject({ statusCode: 422, name: 'validation_error' });
     expect(error?.message).toMatch(/^to\[1\]: /);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('names a missing required field with 422 missing_required_field', async () => {
@@ -212,7 +163,7 @@ describe('Resend send email through the resend SDK', () => {
     } as Parameters<Resend['emails']['send']>[0]);
     expect(error).toMatchObject({ statusCode: 422, name: 'missing_required_field' });
     expect(error?.message).toMatch(/^subject: is missing/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('refuses scheduling, topics, templates and attachments by URL by field, instead of dropping them', async () => {
@@ -240,7 +191,7 @@ describe('Resend send email through the resend SDK', () => {
     });
     expect(templated.error).toMatchObject({ statusCode: 422, name: 'validation_error' });
     expect(templated.error?.message).toMatch(/^template: is not supported/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('refuses a field Resend does not have, naming the wire name of the SDK’s camel-case one', async () => {
@@ -250,7 +201,7 @@ describe('Resend send email through the resend SDK', () => {
     );
     expect(answer.status).toBe(422);
     expect(answer.body.message).toMatch(/^replyTo: is not a field .*send it as reply_to/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('answers a sender the caller may not use with 403 naming from, and sends nothing', async () => {
@@ -259,11 +210,11 @@ describe('Resend send email through the resend SDK', () => {
     expect(error?.message).toMatch(
       /^from: Caller "billing-app" may not send as alerts@contoso\.com\..*RELAY_CALLERS/,
     );
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('never logs a caller key', () => {
-    const logged = relay.logLines.join('\n');
+    const logged = relayOf().logLines.join('\n');
     expect(logged).not.toContain(sdkCaller.apiKey);
     expect(logged).not.toContain(billingCaller.apiKey);
   });

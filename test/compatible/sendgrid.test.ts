@@ -1,13 +1,14 @@
 import { Client } from '@sendgrid/client';
 import sendgrid from '@sendgrid/mail';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { httpRoutes } from '../../shared/api/routes.ts';
+import { describe, expect, it } from 'vitest';
 import {
   billingCaller,
-  type CompatibleHost,
+  diskAlert,
+  expectDiskAlertDelivered,
+  failureOf,
   parsedMessage,
   sdkCaller,
-  startCompatibleHost,
+  useCompatibleHost,
 } from '../support/compatibleHost.ts';
 
 /**
@@ -15,7 +16,7 @@ import {
  * real HTTP on loopback, as an app moved onto the relay is: its API key is a relay caller key, and its base
  * URL is set after the key (setApiKey resets it).
  */
-let relay: CompatibleHost;
+const relayOf = useCompatibleHost();
 
 // The package's default export is a ready MailService; its class, exported beside it, is not in its types.
 const MailService = (sendgrid as unknown as { MailService: new () => typeof sendgrid }).MailService;
@@ -30,96 +31,46 @@ function mailServiceFor(origin: string, apiKey: string): typeof sendgrid {
   return mail;
 }
 
-const clientWith = (apiKey: string) => mailServiceFor(relay.origin, apiKey);
+const clientWith = (apiKey: string) => mailServiceFor(relayOf().origin, apiKey);
 
 interface SendGridFailure {
   code: number;
   response: { body: { errors: { message: string; field: string | null; help: string | null }[] } };
 }
 
-async function failureOf(send: Promise<unknown>): Promise<SendGridFailure> {
-  try {
-    await send;
-  } catch (error) {
-    return error as SendGridFailure;
-  }
-  throw new Error('the SDK resolved; a failure was expected');
-}
-
-const pdf = Buffer.from('%PDF-1.7\n% relay test attachment \u00ff\n', 'latin1');
-const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
-
-beforeAll(async () => {
-  relay = await startCompatibleHost();
-});
-
-afterAll(async () => {
-  await relay?.close();
-});
-
-beforeEach(async () => {
-  await relay.harness.freshSmtp();
-});
+const sendGridAddress = ({ address, name }: { address: string; name: string }) =>
+  name === '' ? address : { email: address, name };
 
 describe('SendGrid v3 mail send through @sendgrid/mail', () => {
-  it('is registered anonymous: the SDK cannot send a function key, so the caller key is the only key', () => {
-    expect(httpRoutes.sendgridSend.authLevel).toBe('anonymous');
-    expect(httpRoutes.sendgridSend.callerKey).toBe('bearerCallerKey');
-  });
-
   it('delivers what the SDK was given: names, cc, bcc, reply-to, both bodies, attachments and an inline image', async () => {
     const [response] = await clientWith(sdkCaller.apiKey).send({
-      from: { email: 'alerts@contoso.com', name: 'Contoso Alerts' },
-      to: [{ email: 'ops@contoso.com', name: 'Ops Team' }, 'oncall@fabrikam.com'],
-      cc: 'lead@contoso.com',
-      bcc: 'audit@contoso.com',
-      replyTo: { email: 'helpdesk@contoso.com', name: 'Help Desk' },
-      subject: 'Disk full on db-01 — 97 %',
-      text: 'sda1 is at 97 %.',
-      html: '<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart">',
+      from: sendGridAddress(diskAlert.from),
+      to: diskAlert.to.map(sendGridAddress),
+      cc: sendGridAddress(diskAlert.cc),
+      bcc: diskAlert.bcc,
+      replyTo: sendGridAddress(diskAlert.replyTo),
+      subject: diskAlert.subject,
+      text: diskAlert.text,
+      html: diskAlert.html('chart'),
       attachments: [
-        { content: pdf.toString('base64'), filename: 'report.pdf', type: 'application/pdf' },
+        { content: diskAlert.report.toString('base64'), filename: 'report.pdf', type: 'application/pdf' },
         {
-          content: png.toString('base64'),
+          content: diskAlert.chart.toString('base64'),
           filename: 'chart.png',
           type: 'image/png',
           disposition: 'inline',
           contentId: 'chart',
         },
       ],
-      headers: { 'X-Ticket': 'INC-1234' },
+      headers: { 'X-Ticket': diskAlert.ticket },
       categories: ['disk', 'db'],
     });
     expect(response.statusCode).toBe(202);
     expect(response.body).toBe('');
 
-    const [received] = await relay.harness.smtp.waitForMessages(1);
-    if (received === undefined) throw new Error('nothing arrived');
-    const { envelopeFrom, envelopeTo, mail } = await parsedMessage(received);
-    expect(envelopeFrom).toBe('alerts@contoso.com');
-    expect(envelopeTo.sort()).toEqual(
-      ['audit@contoso.com', 'lead@contoso.com', 'oncall@fabrikam.com', 'ops@contoso.com'].sort(),
-    );
+    const [received] = await relayOf().harness.smtp.waitForMessages(1);
+    const mail = await expectDiskAlertDelivered(received, { chartId: 'chart' });
     expect(response.headers['x-message-id']).toBe(mail.messageId?.replace(/^<|>$/g, ''));
-    expect(mail.from?.value).toEqual([{ address: 'alerts@contoso.com', name: 'Contoso Alerts' }]);
-    expect(mail.to && !Array.isArray(mail.to) ? mail.to.value : []).toEqual([
-      { address: 'ops@contoso.com', name: 'Ops Team' },
-      { address: 'oncall@fabrikam.com', name: '' },
-    ]);
-    expect(mail.headers.get('bcc')).toBeUndefined();
-    expect(received.raw.toString('latin1')).not.toContain('audit@contoso.com');
-    expect(mail.replyTo?.value).toEqual([{ address: 'helpdesk@contoso.com', name: 'Help Desk' }]);
-    expect(mail.subject).toBe('Disk full on db-01 — 97 %');
-    expect(mail.text?.trim()).toBe('sda1 is at 97 %.');
-    expect(mail.html).toBe('<p>sda1 is at <b>97 %</b>.</p><img src="cid:chart">');
-    const report = mail.attachments.find((file) => file.filename === 'report.pdf');
-    const chart = mail.attachments.find((file) => file.filename === 'chart.png');
-    expect(mail.attachments).toHaveLength(2);
-    expect(report?.contentType).toBe('application/pdf');
-    expect(report?.content.equals(pdf)).toBe(true);
-    expect(chart?.contentId).toBe('<chart>');
-    expect(chart?.content.equals(png)).toBe(true);
-    expect(mail.headers.get('x-ticket')).toBe('INC-1234');
     expect(mail.headers.get('x-category')).toBe('disk, db');
   });
 
@@ -134,7 +85,7 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
       ],
     });
     expect(response.statusCode).toBe(202);
-    const received = await relay.harness.smtp.waitForMessages(2);
+    const received = await relayOf().harness.smtp.waitForMessages(2);
     const parsed = await Promise.all(received.map(parsedMessage));
     const byRecipient = new Map(
       parsed.map((entry) => [entry.envelopeTo.sort().join(','), entry.mail.subject]),
@@ -148,7 +99,7 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
   });
 
   it('answers a key that is no caller with 401 in SendGrid’s error shape, and sends nothing', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<SendGridFailure>(
       clientWith('SG.not-a-caller-key').send({
         from: 'alerts@contoso.com',
         to: 'ops@contoso.com',
@@ -160,12 +111,12 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
     expect(failure.response.body.errors).toHaveLength(1);
     expect(failure.response.body.errors[0]?.field).toBeNull();
     expect(failure.response.body.errors[0]?.message).toMatch(/does not match any configured caller/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
-    expect(relay.logLines.join('\n')).not.toContain('SG.not-a-caller-key');
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().logLines.join('\n')).not.toContain('SG.not-a-caller-key');
   });
 
   it('names the field of an invalid address as the request has it', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<SendGridFailure>(
       clientWith(sdkCaller.apiKey).send({
         from: 'alerts@contoso.com',
         personalizations: [{ to: [{ email: 'ops@contoso.com' }] }, { to: [{ email: 'not an address' }] }],
@@ -177,11 +128,11 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
     expect(failure.response.body.errors.map((error) => error.field)).toEqual([
       'personalizations[1].to[0].email',
     ]);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('refuses templates and scheduled sending by field, instead of dropping them', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<SendGridFailure>(
       clientWith(sdkCaller.apiKey).send({
         from: 'alerts@contoso.com',
         to: 'ops@contoso.com',
@@ -197,11 +148,11 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
       'template_id',
     ]);
     expect(failure.response.body.errors[0]?.message).toMatch(/not supported/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('answers a sender the caller may not use with 403 naming its from, before any personalization is sent', async () => {
-    const failure = await failureOf(
+    const failure = await failureOf<SendGridFailure>(
       clientWith(billingCaller.apiKey).send({
         from: 'billing@contoso.com',
         subject: 'Invoice',
@@ -215,7 +166,7 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
     expect(failure.code).toBe(403);
     expect(failure.response.body.errors[0]?.field).toBe('personalizations[1].from.email');
     expect(failure.response.body.errors[0]?.help).toMatch(/RELAY_CALLERS/);
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 
   it('takes the key only where the SDK carries it: the relay header or no key at all gets 401', async () => {
@@ -227,7 +178,7 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
     };
     const withoutBearer: Record<string, string>[] = [{ 'x-relay-key': sdkCaller.apiKey }, {}];
     for (const headers of withoutBearer) {
-      const response = await fetch(`${relay.origin}/api/sendgrid/v3/mail/send`, {
+      const response = await fetch(`${relayOf().origin}/api/sendgrid/v3/mail/send`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...headers },
         body: JSON.stringify(message),
@@ -236,27 +187,19 @@ describe('SendGrid v3 mail send through @sendgrid/mail', () => {
       const body = (await response.json()) as SendGridFailure['response']['body'];
       expect(body.errors[0]?.message).toMatch(/no bearer token/);
     }
-    expect(relay.harness.smtp.messages).toHaveLength(0);
+    expect(relayOf().harness.smtp.messages).toHaveLength(0);
   });
 });
 
 describe('a SendGrid request whose later personalization fails after the first was sent', () => {
-  let limited: CompatibleHost;
-
-  beforeAll(async () => {
-    // One message a minute and no waiting: the second personalization meets the mailbox's rate limit.
-    limited = await startCompatibleHost({
-      settings: { RELAY_MAILBOX_RATE_PER_MINUTE: '1', RELAY_RATE_LIMIT_WAIT_SECONDS: '0' },
-    });
-  });
-
-  afterAll(async () => {
-    await limited?.close();
+  // One message a minute and no waiting: the second personalization meets the mailbox's rate limit.
+  const limitedOf = useCompatibleHost({
+    settings: { RELAY_MAILBOX_RATE_PER_MINUTE: '1', RELAY_RATE_LIMIT_WAIT_SECONDS: '0' },
   });
 
   it('answers 502 partly_sent naming the Message-ID that went out, never "nothing was sent"', async () => {
-    const failure = await failureOf(
-      mailServiceFor(limited.origin, sdkCaller.apiKey).send({
+    const failure = await failureOf<SendGridFailure>(
+      mailServiceFor(limitedOf().origin, sdkCaller.apiKey).send({
         from: 'alerts@contoso.com',
         subject: 'Shift change',
         text: 'You are on call tonight.',
@@ -266,7 +209,7 @@ describe('a SendGrid request whose later personalization fails after the first w
         ],
       }),
     );
-    const [delivered] = await limited.harness.smtp.waitForMessages(1);
+    const [delivered] = await limitedOf().harness.smtp.waitForMessages(1);
     if (delivered === undefined) throw new Error('nothing arrived');
     const { envelopeTo, mail: first } = await parsedMessage(delivered);
     expect(envelopeTo).toEqual(['first@contoso.com']);
@@ -277,6 +220,6 @@ describe('a SendGrid request whose later personalization fails after the first w
     expect(error?.message).toMatch(/personalizations\[1\] was refused with mailbox_rate_limited/);
     expect(error?.message).not.toMatch(/nothing was sent/i);
     expect(error?.help).toMatch(/Do not repeat the whole request/);
-    expect(limited.harness.smtp.messages).toHaveLength(1);
+    expect(limitedOf().harness.smtp.messages).toHaveLength(1);
   });
 });
