@@ -61,3 +61,16 @@ export function oneLine(refusal: RelayRefusal): string {
   const remedy = refusal.error.remedy === undefined ? '' : ` ${refusal.error.remedy}`;
   return `${problems.join('; ')}${remedy} (relay error ${refusal.error.code})`;
 }
+
+/**
+ * The statuses of SendGrid and Mailgun: 413 for anything too large, the relay's own for a bad key (401), a
+ * sender not allowed (403), a limit (429) and a failure past the request (5xx), 400 for anything else wrong
+ * with the request.
+ */
+export function badRequestStatus(refusal: RelayRefusal): number {
+  const code = refusal.error.code;
+  if (code === 'message_too_large' || code === 'request_too_large') return 413;
+  if (refusal.status === 401 || refusal.status === 403 || refusal.status === 429 || refusal.status >= 500)
+    return refusal.status;
+  return 400;
+}

@@ -8,7 +8,13 @@ import type {
   CompatibleResponse,
   RelayRefusal,
 } from './compatibleApi.ts';
-import { oneLine, refuseUnsupported, type Unsupported, zodProblems } from './compatibleFields.ts';
+import {
+  badRequestStatus,
+  oneLine,
+  refuseUnsupported,
+  type Unsupported,
+  zodProblems,
+} from './compatibleFields.ts';
 
 /**
  * Mailgun's Send Message (POST /v3/{domain}/messages), as mailgun.js and Mailgun's other SDKs send it: form
@@ -334,15 +340,6 @@ const errorSchema = z.object({
   }),
 });
 
-/** Mailgun's statuses: 400 for anything wrong with the request, 401 a bad key, 403 a sender not allowed. */
-function mailgunStatus(refusal: RelayRefusal): number {
-  const code = refusal.error.code;
-  if (code === 'message_too_large' || code === 'request_too_large') return 413;
-  if (refusal.status === 401 || refusal.status === 403 || refusal.status === 429 || refusal.status >= 500)
-    return refusal.status;
-  return 400;
-}
-
 /** Mailgun answers a bad key with "Forbidden"; the relay's text then says where the key goes. */
 function mailgunMessage(refusal: RelayRefusal): string {
   return `${refusal.status === 401 ? 'Forbidden: ' : ''}${oneLine(refusal)}`;
@@ -369,7 +366,7 @@ export const mailgunApi: CompatibleApi = {
     return { status: 200, jsonBody: { id: messageId, message: 'Queued. Thank you.' } };
   },
   refused(refusal): CompatibleResponse {
-    return { status: mailgunStatus(refusal), jsonBody: { message: mailgunMessage(refusal) } };
+    return { status: badRequestStatus(refusal), jsonBody: { message: mailgunMessage(refusal) } };
   },
   request: {
     contentTypes: ['multipart/form-data', 'application/x-www-form-urlencoded'],

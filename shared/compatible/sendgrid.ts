@@ -1,8 +1,14 @@
 import { z } from 'zod';
 import { readJsonBody } from '../api/requestBody.ts';
 import { type FieldProblem, invalidRequest } from '../errors.ts';
-import type { CompatibleApi, CompatibleResponse, RelayRefusal } from './compatibleApi.ts';
-import { formatProblems, refuseUnsupported, type Unsupported, zodProblems } from './compatibleFields.ts';
+import type { CompatibleApi, CompatibleResponse } from './compatibleApi.ts';
+import {
+  badRequestStatus,
+  formatProblems,
+  refuseUnsupported,
+  type Unsupported,
+  zodProblems,
+} from './compatibleFields.ts';
 
 /**
  * SendGrid v3 Mail Send (POST /v3/mail/send), as @sendgrid/mail and SendGrid's other SDKs send it (snake
@@ -196,15 +202,6 @@ const errorSchema = z.object({
   ),
 });
 
-/** SendGrid's statuses: 400 for anything wrong with the request, 401 a bad key, 403 a sender not allowed. */
-function sendgridStatus(refusal: RelayRefusal): number {
-  const code = refusal.error.code;
-  if (code === 'message_too_large' || code === 'request_too_large') return 413;
-  if (refusal.status === 401 || refusal.status === 403 || refusal.status === 429 || refusal.status >= 500)
-    return refusal.status;
-  return 400;
-}
-
 export const sendgridApi: CompatibleApi = {
   async read(request, maxBodyBytes) {
     const body = await readJsonBody(request, maxBodyBytes);
@@ -224,7 +221,7 @@ export const sendgridApi: CompatibleApi = {
       field: problem.field,
       help,
     }));
-    return { status: sendgridStatus(refusal), jsonBody: { errors } };
+    return { status: badRequestStatus(refusal), jsonBody: { errors } };
   },
   request: { contentTypes: ['application/json'], schema: mailSendSchema },
   errorSchema,
