@@ -16,7 +16,8 @@ import { type RelayHttpFunction, registerHttp } from './register.ts';
 function compatibleSend(route: ApiRoute, api: CompatibleApi): RelayHttpFunction {
   const carrier = route.callerKey === false ? undefined : callerKeyCarriers[route.callerKey];
   return async (request: HttpRequest, runtime: Runtime, context: InvocationContext) => {
-    let read: CompatibleRequest | undefined;
+    // Only what the success answer repeats is kept from the request: not its bodies, during the send.
+    let echo: CompatibleRequest['echo'];
     try {
       const responses = await runtime.submitSends({
         callerKey: carrier?.read(request.headers) ?? null,
@@ -24,7 +25,8 @@ function compatibleSend(route: ApiRoute, api: CompatibleApi): RelayHttpFunction 
         idempotencyKey: request.headers.get('idempotency-key'),
         prefer: request.headers.get('prefer'),
         readBodies: async (maxBytes) => {
-          read = await api.read(request, maxBytes);
+          const read = await api.read(request, maxBytes);
+          echo = read.echo;
           return read;
         },
         statusUrl: (id) => new URL(routePath('sendStatus', { id }), request.url).toString(),
@@ -39,7 +41,7 @@ function compatibleSend(route: ApiRoute, api: CompatibleApi): RelayHttpFunction 
           retryAfterSeconds: retryAfter === undefined ? undefined : Number(retryAfter),
         });
       }
-      return api.accepted(responses, read ?? { bodies: [], fieldOf: (_index, field) => field });
+      return api.accepted(responses, echo);
     } catch (caught) {
       return refusedBy(api, logFailure(request, context, caught), context);
     }

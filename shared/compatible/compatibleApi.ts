@@ -17,7 +17,8 @@ export interface CompatibleRequest extends BatchBodies {
   /**
    * The provider's name for a field of message `index`, from the relay's (`to[0].address` ->
    * `personalizations[0].to[0].email`), so a validation error names a field in the caller's own request.
-   * `(message)` stands for the message as a whole.
+   * `(message)` stands for the message as a whole. It outlives the bodies (a later message's failure is
+   * named after the first was sent), so it holds the request's shape, not its content.
    */
   fieldOf(index: number, relayField: string): string;
   /** What the provider's success answer repeats from the request (Postmark's `To`). */
@@ -53,7 +54,7 @@ export interface CompatibleApi {
    */
   read(request: CompatibleHttpRequest, maxBodyBytes: number): Promise<CompatibleRequest>;
   /** The provider's success response for the relay's answers (200 SendResult or 202 queued, one per body). */
-  accepted(responses: readonly SendResponse[], request: CompatibleRequest): CompatibleResponse;
+  accepted(responses: readonly SendResponse[], echo: CompatibleRequest['echo']): CompatibleResponse;
   /** The provider's error response, with the status its SDKs expect for this kind of failure. */
   refused(refusal: RelayRefusal): CompatibleResponse;
   /** The request body, for the API description (its content type first). */

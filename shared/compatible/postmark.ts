@@ -369,11 +369,11 @@ export const postmarkApi: CompatibleApi = {
       ...(mail.To === undefined || mail.To === null ? {} : { echo: { To: mail.To } }),
     };
   },
-  accepted(responses, request): CompatibleResponse {
+  accepted(responses, echo): CompatibleResponse {
     const [response] = responses;
     const sent = (response?.body ?? {}) as SentBody;
     // Postmark echoes the request's To (a message sent only to Cc or Bcc has none).
-    const to = request.echo?.To === undefined ? {} : { To: request.echo.To };
+    const to = echo?.To === undefined ? {} : { To: echo.To };
     return {
       status: 200,
       jsonBody: {

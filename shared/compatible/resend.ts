@@ -202,22 +202,33 @@ function toRelayBody(email: SendEmail): unknown {
   };
 }
 
+/** What naming a field needs of the request: which spelling each attachment's id came in, and whether it had tags. */
+interface ResendShape {
+  inlineContentIdAt: ReadonlySet<number>;
+  tags: boolean;
+}
+
+function shapeOf(email: SendEmail): ResendShape {
+  const inlineContentIdAt = new Set<number>();
+  for (const [index, file] of (email.attachments ?? []).entries())
+    if (file.content_id === undefined && file.inline_content_id !== undefined) inlineContentIdAt.add(index);
+  return { inlineContentIdAt, tags: email.tags !== undefined };
+}
+
 /** The relay's field names back in the request's: `replyTo[1]` -> `reply_to[1]`, `headers.X-Tags` -> `tags`. */
-function resendField(email: SendEmail, field: string): string {
+function resendField(shape: ResendShape, field: string): string {
   const [head = '', ...rest] = field.split('.');
   const tail = rest.join('.');
   if (head.startsWith('replyTo')) return `reply_to${field.slice('replyTo'.length)}`;
   const attachmentField = /^attachments\[(\d+)\]$/.exec(head);
   if (attachmentField !== null) {
-    const given = email.attachments?.[Number(attachmentField[1])];
-    const contentId = given?.content_id === undefined && given?.inline_content_id !== undefined;
     const names: Record<string, string> = {
       contentType: 'content_type',
-      contentId: contentId ? 'inline_content_id' : 'content_id',
+      contentId: shape.inlineContentIdAt.has(Number(attachmentField[1])) ? 'inline_content_id' : 'content_id',
     };
     return tail === '' ? head : `${head}.${names[tail] ?? tail}`;
   }
-  if (field === `headers.${tagsHeader}` && email.tags !== undefined) return 'tags';
+  if (field === `headers.${tagsHeader}` && shape.tags) return 'tags';
   return field;
 }
 
@@ -288,7 +299,8 @@ export const resendApi: CompatibleApi = {
     const parsed = sendEmailSchema.safeParse(body);
     if (!parsed.success) throw invalidRequest(schemaProblems(body, parsed.error));
     const email = parsed.data;
-    return { bodies: [toRelayBody(email)], fieldOf: (_index, field) => resendField(email, field) };
+    const shape = shapeOf(email);
+    return { bodies: [toRelayBody(email)], fieldOf: (_index, field) => resendField(shape, field) };
   },
   accepted(responses): CompatibleResponse {
     const [response] = responses;

@@ -123,8 +123,31 @@ function contentOf(mail: MailSend): { text?: string; html?: string; problems: Fi
   return result;
 }
 
+/** What naming a field needs of the request: where each part came from, not the content (it outlives it). */
+interface SendGridShape {
+  replyToList: boolean;
+  personalizations: { from: boolean; subject: boolean }[];
+  /** The content[] index of the text/plain and text/html parts, -1 when absent. */
+  textPart: number;
+  htmlPart: number;
+}
+
+function shapeOf(mail: MailSend): SendGridShape {
+  const partOf = (type: string) =>
+    (mail.content ?? []).findIndex((entry) => entry.type.toLowerCase() === type);
+  return {
+    replyToList: mail.reply_to_list !== undefined,
+    personalizations: mail.personalizations.map((entry) => ({
+      from: entry.from !== undefined,
+      subject: entry.subject !== undefined,
+    })),
+    textPart: partOf('text/plain'),
+    htmlPart: partOf('text/html'),
+  };
+}
+
 /** The relay's field names for message `index` back in the request's: `to[2].address` -> `personalizations[0].to[2].email`. */
-function sendgridField(mail: MailSend, index: number, field: string): string {
+function sendgridField(shape: SendGridShape, index: number, field: string): string {
   const here = `personalizations[${index}]`;
   if (field === '(message)') return here;
   const [head = '', ...rest] = field.split('.');
@@ -133,18 +156,14 @@ function sendgridField(mail: MailSend, index: number, field: string): string {
   if (list !== null) {
     const property = tail === 'address' ? '.email' : tail === '' ? '' : `.${tail}`;
     if (list[1] === 'replyTo')
-      return mail.reply_to_list !== undefined
-        ? `reply_to_list${list[2] ?? ''}${property}`
-        : `reply_to${property}`;
+      return shape.replyToList ? `reply_to_list${list[2] ?? ''}${property}` : `reply_to${property}`;
     return `${here}.${list[1]}${list[2] ?? ''}${property}`;
   }
-  if (head === 'from')
-    return mail.personalizations[index]?.from !== undefined ? `${here}.from.email` : 'from.email';
-  if (head === 'subject')
-    return mail.personalizations[index]?.subject !== undefined ? `${here}.subject` : 'subject';
+  const personalization = shape.personalizations[index];
+  if (head === 'from') return personalization?.from === true ? `${here}.from.email` : 'from.email';
+  if (head === 'subject') return personalization?.subject === true ? `${here}.subject` : 'subject';
   if (head === 'text' || head === 'html') {
-    const type = head === 'text' ? 'text/plain' : 'text/html';
-    const part = (mail.content ?? []).findIndex((entry) => entry.type.toLowerCase() === type);
+    const part = head === 'text' ? shape.textPart : shape.htmlPart;
     return part < 0 ? 'content' : `content[${part}].value`;
   }
   const attachment = /^attachments(\[\d+\])?$/.exec(head);
@@ -152,7 +171,6 @@ function sendgridField(mail: MailSend, index: number, field: string): string {
     const names: Record<string, string> = { contentType: 'type', contentId: 'content_id' };
     return `attachments${attachment[1] ?? ''}${tail === '' ? '' : `.${names[tail] ?? tail}`}`;
   }
-  if (head === 'headers') return field;
   return field;
 }
 
@@ -208,7 +226,8 @@ export const sendgridApi: CompatibleApi = {
     const parsed = mailSendSchema.safeParse(body);
     if (!parsed.success) throw invalidRequest(zodProblems(parsed.error));
     const mail = parsed.data;
-    return { bodies: toRelayBodies(mail), fieldOf: (index, field) => sendgridField(mail, index, field) };
+    const shape = shapeOf(mail);
+    return { bodies: toRelayBodies(mail), fieldOf: (index, field) => sendgridField(shape, index, field) };
   },
   accepted(responses): CompatibleResponse {
     const messageId = (responses[0]?.body as { messageId?: string } | undefined)?.messageId ?? '';

@@ -65,28 +65,12 @@ export function createSendSubmitter(
   const decoding = createConcurrencyGate(2);
   // JSON and base64 make the request larger than the encoded message; allow for both.
   const maxBodyBytes = Math.ceil(config.limits.maxMessageBytes * 1.5) + 65_536;
-  const one: SendSubmitter = async (submission) => {
-    const caller = authenticateCaller(submission.callerKey, config.callers);
-    const idempotencyKey = readIdempotencyKey(submission.idempotencyKey);
-    const respondAsync = prefersAsync(submission.prefer);
-    const { message, payload } = await decoding.run(async () => {
-      const body = await submission.readBody(maxBodyBytes);
-      return {
-        message: parseSendRequest(body, config.limits),
-        payload: submitPayload(body, { idempotencyKey, respondAsync }),
-      };
-    });
-    return submitSend(deps, caller, message, payload, {
-      idempotencyKey,
-      respondAsync,
-      statusUrl: submission.statusUrl,
-    });
-  };
   const batch: BatchSubmitter = async (submission) => {
     const caller = authenticateCaller(submission.callerKey, config.callers, submission.callerKeyCarriedIn);
     const idempotencyKey = readIdempotencyKey(submission.idempotencyKey);
     const respondAsync = prefersAsync(submission.prefer);
-    const read = await decoding.run(async () => {
+    const options = { idempotencyKey, respondAsync, statusUrl: submission.statusUrl };
+    const prepared = await decoding.run(async () => {
       const { bodies, fieldOf = (_index: number, field: string) => field } =
         await submission.readBodies(maxBodyBytes);
       if (idempotencyKey !== undefined && bodies.length > 1) {
@@ -95,35 +79,50 @@ export function createSendSubmitter(
           remedy: 'Send each message in its own request with its own key.',
         });
       }
-      const parse = (index: number) =>
-        parseRenamingFields(bodies[index], config.limits, (field) => fieldOf(index, field));
-      // Every message is validated and its sender checked before anything is sent: a bad last message sends
-      // none. Each is parsed again when its turn comes, because a request's messages share its attachments'
-      // base64 and holding every message's decoded copy at once would multiply its size by their number.
-      const first = parse(0);
-      for (const index of bodies.keys())
-        authorizeInBatch(caller, index === 0 ? first : parse(index), index, fieldOf);
-      return { bodies, fieldOf, parse, first };
+      const prepare = (body: unknown, index: number): PreparedSend => {
+        const message = parseRenamingFields(body, config.limits, (field) => fieldOf(index, field));
+        authorizeInBatch(caller, message, index, fieldOf);
+        return { message, payload: submitPayload(body, options) };
+      };
+      // Every message is validated and its sender checked before anything is sent: a bad last message
+      // sends none. Only the first stays parsed and only the later ones' bodies stay in hand (a lone
+      // message's JSON is not kept alive while it waits for SMTP); each later one is parsed again when its
+      // turn comes, since the messages share the request's attachments and holding every decoded copy at
+      // once would multiply the request's size by their number.
+      const first = prepare(bodies[0], 0);
+      const later = bodies.slice(1);
+      for (const [offset, body] of later.entries()) prepare(body, offset + 1);
+      return { first, later, prepare, fieldOf };
     });
-    const responses: SendResponse[] = [];
-    for (const [index, body] of read.bodies.entries()) {
+    const responses = [
+      await submitSend(deps, caller, prepared.first.message, prepared.first.payload, options),
+    ];
+    for (const [offset, body] of prepared.later.entries()) {
+      const index = offset + 1;
       try {
-        const message = index === 0 ? read.first : read.parse(index);
-        responses.push(
-          await submitSend(deps, caller, message, submitPayload(body, { idempotencyKey, respondAsync }), {
-            idempotencyKey,
-            respondAsync,
-            statusUrl: submission.statusUrl,
-          }),
-        );
+        const { message, payload } = prepared.prepare(body, index);
+        responses.push(await submitSend(deps, caller, message, payload, options));
       } catch (caught) {
-        if (index === 0) throw caught;
-        throw partlySent(responses, index, ensureRelayError(caught), read.fieldOf);
+        throw partlySent(responses, index, ensureRelayError(caught), prepared.fieldOf);
       }
     }
     return responses;
   };
+  // POST /api/send: a request of one message.
+  const one: SendSubmitter = async (submission) => {
+    const [response] = await batch({
+      ...submission,
+      readBodies: async (maxBytes) => ({ bodies: [await submission.readBody(maxBytes)] }),
+    });
+    if (response === undefined) throw new RelayError('internal_error');
+    return response;
+  };
   return { one, batch };
+}
+
+interface PreparedSend {
+  message: SendRequest;
+  payload: SubmitPayload;
 }
 
 /** The sender check of one message of a batch, naming that message's From field when it fails. */
