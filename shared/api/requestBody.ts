@@ -5,13 +5,7 @@ import { RelayError } from '../errors.ts';
  * says what is wrong, never echoed whole.
  */
 
-/** The parts of an HTTP request a JSON body is read from (an @azure/functions HttpRequest is one). */
-export interface JsonBodySource {
-  readonly headers: { get(name: string): string | null };
-  text(): Promise<string>;
-}
-
-/** The parts of an HTTP request its raw body is read from (an @azure/functions HttpRequest is one). */
+/** The parts of an HTTP request its body is read from (an @azure/functions HttpRequest is one). */
 export interface BodyStreamSource {
   readonly headers: { get(name: string): string | null };
   readonly body: AsyncIterable<Uint8Array> | null;
@@ -33,9 +27,11 @@ export async function readBodyBytes(request: BodyStreamSource, maxBytes: number)
   return Buffer.concat(chunks);
 }
 
+const utf8 = new TextDecoder();
+
 /** Reads a JSON body, refusing other content types, bodies over `maxBytes`, and malformed JSON with a 4xx. */
 export async function readJsonBody(
-  request: JsonBodySource,
+  request: BodyStreamSource,
   maxBytes: number,
   options: { emptyAs?: unknown } = {},
 ): Promise<unknown> {
@@ -45,10 +41,9 @@ export async function readJsonBody(
       message: `The body must be JSON (Content-Type: application/json), not ${contentType.slice(0, 100)}.`,
     });
   }
-  const declaredLength = Number(request.headers.get('content-length') ?? '0');
-  if (declaredLength > maxBytes) throw bodyTooLarge(maxBytes);
-  const text = await request.text();
-  if (Buffer.byteLength(text) > maxBytes) throw bodyTooLarge(maxBytes);
+  // Counted as it arrives, so a chunked body over the limit is refused before it is held whole; decoded as
+  // request.text() would (UTF-8, a byte order mark dropped).
+  const text = utf8.decode(await readBodyBytes(request, maxBytes));
   if (text.trim() === '') {
     if ('emptyAs' in options) return options.emptyAs;
     throw new RelayError('invalid_json', {

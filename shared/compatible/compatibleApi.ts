@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { BodyStreamSource, JsonBodySource } from '../api/requestBody.ts';
+import type { BodyStreamSource } from '../api/requestBody.ts';
 import type { BatchBodies, SendResponse } from '../durable/submitSend.ts';
 import type { ErrorBody } from '../errors.ts';
 
@@ -29,7 +29,7 @@ export interface CompatibleRequest extends BatchBodies {
  * The parts of an HTTP request a compatible API reads. An @azure/functions HttpRequest is one; the core
  * stays free of the Functions types.
  */
-export interface CompatibleHttpRequest extends JsonBodySource, BodyStreamSource {
+export interface CompatibleHttpRequest extends BodyStreamSource {
   readonly params: Readonly<Record<string, string>>;
 }
 
@@ -44,7 +44,6 @@ export interface CompatibleResponse {
 export interface RelayRefusal {
   status: number;
   error: ErrorBody['error'];
-  retryAfterSeconds?: number | undefined;
 }
 
 export interface CompatibleApi {
