@@ -9,7 +9,7 @@ import {
   type StoredResponse,
 } from '../idempotency/idempotencyStore.ts';
 import { parseSendRequest, type SendRequest } from '../message.ts';
-import { authorizeMessage, type Relay } from '../relay.ts';
+import { type AuthorizedMessage, authorizeMessage, type Relay } from '../relay.ts';
 import type { SendQueue } from './sendQueue.ts';
 
 /**
@@ -81,8 +81,10 @@ export function createSendSubmitter(
       }
       const prepare = (body: unknown, index: number): PreparedSend => {
         const message = parseRenamingFields(body, config.limits, (field) => fieldOf(index, field));
-        authorizeInBatch(caller, message, index, fieldOf);
-        return { message, payload: submitPayload(body, options) };
+        return {
+          authorized: authorizeInBatch(caller, message, index, fieldOf),
+          payload: submitPayload(body, options),
+        };
       };
       // Every message is validated and its sender checked before anything is sent: a bad last message
       // sends none. Only the first stays parsed and only the later ones' bodies stay in hand (a lone
@@ -94,14 +96,12 @@ export function createSendSubmitter(
       for (const [offset, body] of later.entries()) prepare(body, offset + 1);
       return { first, later, prepare, fieldOf };
     });
-    const responses = [
-      await submitSend(deps, caller, prepared.first.message, prepared.first.payload, options),
-    ];
+    const responses = [await submitSend(deps, prepared.first.authorized, prepared.first.payload, options)];
     for (const [offset, body] of prepared.later.entries()) {
       const index = offset + 1;
       try {
-        const { message, payload } = prepared.prepare(body, index);
-        responses.push(await submitSend(deps, caller, message, payload, options));
+        const { authorized, payload } = prepared.prepare(body, index);
+        responses.push(await submitSend(deps, authorized, payload, options));
       } catch (caught) {
         throw partlySent(responses, index, ensureRelayError(caught), prepared.fieldOf);
       }
@@ -121,19 +121,19 @@ export function createSendSubmitter(
 }
 
 interface PreparedSend {
-  message: SendRequest;
+  authorized: AuthorizedMessage;
   payload: SubmitPayload;
 }
 
-/** The sender check of one message of a batch, naming that message's From field when it fails. */
+/** The sender check of message `index`, naming that message's From field when it fails. */
 function authorizeInBatch(
   caller: Caller,
   message: SendRequest,
   index: number,
   fieldOf: (index: number, field: string) => string,
-): void {
+): AuthorizedMessage {
   try {
-    authorizeMessage(caller, message);
+    return authorizeMessage(caller, message);
   } catch (error) {
     if (!(error instanceof RelayError) || error.code !== 'sender_not_allowed') throw error;
     throw new RelayError('sender_not_allowed', {
@@ -214,15 +214,14 @@ function submitPayload(
   };
 }
 
+/** One authorized message: a sender the caller may not use never got this far, nor took a key or a queue slot. */
 async function submitSend(
   deps: SubmitDependencies,
-  caller: Caller,
-  request: SendRequest,
+  authorized: AuthorizedMessage,
   payload: SubmitPayload,
   options: SubmitOptions,
 ): Promise<SendResponse> {
-  // A sender the caller may not use never takes a key or a queue slot.
-  const authorized = authorizeMessage(caller, request);
+  const { caller } = authorized;
 
   async function run(): Promise<SendResponse> {
     if (options.respondAsync) {
