@@ -2,9 +2,9 @@ import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/fu
 import { callerKeyCarriers } from '../shared/api/callerKeyCarriers.ts';
 import { type ApiRoute, httpRoutes, type RouteName, routePath } from '../shared/api/routes.ts';
 import type { CompatibleApi, CompatibleRequest } from '../shared/compatible/compatibleApi.ts';
-import { ensureRelayError, type RelayError, toErrorBody } from '../shared/errors.ts';
+import { type ErrorBody, ensureRelayError } from '../shared/errors.ts';
 import type { Runtime } from '../shared/runtime.ts';
-import { logFailure } from './httpEdge.ts';
+import { errorResponse, logFailure, type RelayErrorResponse } from './httpEdge.ts';
 import { type RelayHttpFunction, registerHttp } from './register.ts';
 
 /**
@@ -34,30 +34,21 @@ function compatibleSend(route: ApiRoute, api: CompatibleApi): RelayHttpFunction 
       // A repeated Idempotency-Key replays the stored answer, which may be a refusal.
       const replayedRefusal = responses.find((response) => response.status >= 400);
       if (replayedRefusal !== undefined) {
-        const retryAfter = replayedRefusal.headers['Retry-After'];
-        return api.refused({
-          status: replayedRefusal.status,
-          error: (replayedRefusal.body as ReturnType<typeof toErrorBody>).error,
-          retryAfterSeconds: retryAfter === undefined ? undefined : Number(retryAfter),
-        });
+        return refusedBy(api, { ...replayedRefusal, jsonBody: replayedRefusal.body as ErrorBody });
       }
       return api.accepted(responses, echo);
     } catch (caught) {
-      return refusedBy(api, logFailure(request, context, caught), context);
+      return refusedBy(api, errorResponse(logFailure(request, context, caught), context.invocationId));
     }
   };
 }
 
-function refusedBy(api: CompatibleApi, error: RelayError, context: InvocationContext): HttpResponseInit {
-  const body = toErrorBody(error);
-  if (error.code === 'internal_error') body.error.details = { requestId: context.invocationId };
-  const response = api.refused({
-    status: error.status,
-    error: body.error,
-    retryAfterSeconds: error.retryAfterSeconds,
-  });
-  if (error.retryAfterSeconds === undefined) return response;
-  return { ...response, headers: { ...response.headers, 'Retry-After': String(error.retryAfterSeconds) } };
+/** The relay's answer in the provider's error shape, its Retry-After kept as a header. */
+function refusedBy(api: CompatibleApi, relay: RelayErrorResponse): HttpResponseInit {
+  const response = api.refused({ status: relay.status, error: relay.jsonBody.error });
+  const retryAfter = relay.headers['Retry-After'];
+  if (retryAfter === undefined) return response;
+  return { ...response, headers: { ...response.headers, 'Retry-After': retryAfter } };
 }
 
 for (const [name, route] of Object.entries(httpRoutes) as [RouteName, ApiRoute][]) {
@@ -67,7 +58,7 @@ for (const [name, route] of Object.entries(httpRoutes) as [RouteName, ApiRoute][
     onRuntimeError: (error, context) => {
       const relayError = ensureRelayError(error);
       context.warn(`${name}: the relay could not start: ${relayError.code}: ${relayError.message}`);
-      return refusedBy(api, relayError, context);
+      return refusedBy(api, errorResponse(relayError, context.invocationId));
     },
   });
 }

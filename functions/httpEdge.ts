@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
-import { ensureRelayError, type RelayError, toErrorBody } from '../shared/errors.ts';
+import { type ErrorBody, ensureRelayError, type RelayError, toErrorBody } from '../shared/errors.ts';
 import { redactSecrets } from '../shared/redact.ts';
 
 /**
@@ -39,7 +39,14 @@ export function logFailure(request: HttpRequest, context: InvocationContext, err
   return relayError;
 }
 
-export function errorResponse(error: RelayError, requestId?: string): HttpResponseInit {
+/** A RelayError as the relay answers it: its body (with the request id for an internal error), status and Retry-After. */
+export interface RelayErrorResponse {
+  status: number;
+  jsonBody: ErrorBody;
+  headers: Record<string, string>;
+}
+
+export function errorResponse(error: RelayError, requestId?: string): RelayErrorResponse {
   const body = toErrorBody(error);
   if (error.code === 'internal_error' && requestId !== undefined) body.error.details = { requestId };
   return {

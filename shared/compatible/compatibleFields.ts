@@ -40,10 +40,7 @@ export interface ProviderProblem {
  * an email address"`), otherwise the one message. Only the relay's own texts, which never hold a secret or
  * a body.
  */
-export function formatProblems(
-  error: ErrorBody['error'],
-  fieldOfCode: Partial<Record<string, string>> = {},
-): ProviderProblem[] {
+export function formatProblems(error: ErrorBody['error']): ProviderProblem[] {
   if (error.code === 'invalid_request' && Array.isArray(error.details) && error.details.length > 0) {
     return error.details.map((problem) => ({
       field: problem.field,
@@ -51,13 +48,19 @@ export function formatProblems(
     }));
   }
   const details = error.details as { field?: unknown } | undefined;
-  const field = typeof details?.field === 'string' ? details.field : (fieldOfCode[error.code] ?? null);
-  return [{ field, message: error.message }];
+  return [{ field: typeof details?.field === 'string' ? details.field : null, message: error.message }];
 }
 
-/** One line for providers whose errors carry one message: the problems, then what to do. */
+/**
+ * One line for providers whose errors carry one message: each problem led by its field (`from: Caller
+ * "x" may not send as …`), then what to do, then the relay's code.
+ */
 export function oneLine(refusal: RelayRefusal): string {
-  const problems = formatProblems(refusal.error).map((problem) => problem.message);
+  const problems = formatProblems(refusal.error).map((problem) =>
+    problem.field === null || problem.message.startsWith(`${problem.field}:`)
+      ? problem.message
+      : `${problem.field}: ${problem.message}`,
+  );
   const remedy = refusal.error.remedy === undefined ? '' : ` ${refusal.error.remedy}`;
   return `${problems.join('; ')}${remedy} (relay error ${refusal.error.code})`;
 }

@@ -4,7 +4,7 @@ import { errorCodes, isErrorCode } from '../errorCodes.ts';
 import { type FieldProblem, invalidRequest } from '../errors.ts';
 import { customHeaderName, customHeaderRule, formatFieldPath } from '../message.ts';
 import type { CompatibleApi, CompatibleResponse, RelayRefusal } from './compatibleApi.ts';
-import { formatProblems, refuseUnsupported } from './compatibleFields.ts';
+import { oneLine, refuseUnsupported } from './compatibleFields.ts';
 
 /**
  * Postmark's Send Email (POST /email at the server's root, since Postmark's SDKs take only a host), as the
@@ -332,18 +332,6 @@ function postmarkAnswer(refusal: RelayRefusal): PostmarkAnswer {
  * "Invalid 'To'": django-anymail reads such a 300 as Postmark's per-recipient refusal and, finding no
  * address in Postmark's wording there, would raise nothing (anymail/backends/postmark.py).
  */
-function postmarkMessage(refusal: RelayRefusal): string {
-  const code = refusal.error.code;
-  const relayNote = ` (relay error ${code})`;
-  const problems = formatProblems(refusal.error).map((problem) =>
-    problem.field === null || problem.message.startsWith(`${problem.field}:`)
-      ? problem.message
-      : `${problem.field}: ${problem.message}`,
-  );
-  const remedy = refusal.error.remedy === undefined ? '' : ` ${refusal.error.remedy}`;
-  return `${problems.join('; ')}${remedy}${relayNote}`;
-}
-
 interface SentBody {
   messageId?: string;
 }
@@ -390,7 +378,7 @@ export const postmarkApi: CompatibleApi = {
     const answer = postmarkAnswer(refusal);
     return {
       status: answer.status,
-      jsonBody: { ErrorCode: answer.errorCode, Message: postmarkMessage(refusal) },
+      jsonBody: { ErrorCode: answer.errorCode, Message: oneLine(refusal) },
     };
   },
   request: { contentTypes: ['application/json'], schema: emailSchema },

@@ -4,7 +4,7 @@ import type { ErrorCode } from '../errorCodes.ts';
 import { type FieldProblem, invalidRequest } from '../errors.ts';
 import { formatFieldPath } from '../message.ts';
 import type { CompatibleApi, CompatibleResponse, RelayRefusal } from './compatibleApi.ts';
-import { formatProblems, refuseUnsupported, type Unsupported } from './compatibleFields.ts';
+import { oneLine, refuseUnsupported, type Unsupported } from './compatibleFields.ts';
 
 /**
  * Resend's Send Email (POST /emails), as the resend SDKs put it on the wire: snake case (reply_to,
@@ -281,18 +281,6 @@ function resendErrorOf(refusal: RelayRefusal): ResendError {
   return { statusCode: refusal.status, name: 'validation_error' };
 }
 
-/** Resend's errors carry one message: each problem with its field, what to do, and the relay's code. */
-function resendMessage(refusal: RelayRefusal): string {
-  const { code, remedy } = refusal.error;
-  const suffix = ` (relay error ${code})`;
-  const problems = formatProblems(refusal.error, { sender_not_allowed: 'from' }).map((problem) =>
-    problem.field === null || problem.message.startsWith(`${problem.field}:`)
-      ? problem.message
-      : `${problem.field}: ${problem.message}`,
-  );
-  return `${problems.join('; ')}${remedy === undefined ? '' : ` ${remedy}`}${suffix}`;
-}
-
 export const resendApi: CompatibleApi = {
   async read(request, maxBodyBytes) {
     const body = await readJsonBody(request, maxBodyBytes);
@@ -314,10 +302,7 @@ export const resendApi: CompatibleApi = {
     const { statusCode, name } = resendErrorOf(refusal);
     return {
       status: statusCode,
-      ...(refusal.retryAfterSeconds === undefined
-        ? {}
-        : { headers: { 'Retry-After': String(refusal.retryAfterSeconds) } }),
-      jsonBody: { statusCode, name, message: resendMessage(refusal) },
+      jsonBody: { statusCode, name, message: oneLine(refusal) },
     };
   },
   request: { contentTypes: ['application/json'], schema: sendEmailSchema },
