@@ -268,7 +268,7 @@ export const httpRoutes = {
     errorBody: 'ResendError',
     summary: 'Resend Send Email, for apps using a Resend SDK (base URL <app>/api/resend)',
     description:
-      'The caller key is the bearer token; Idempotency-Key is honoured as on /api/send. Templates, tags beyond X- headers and scheduledAt are refused with 400 naming the field.',
+      'The caller key is the bearer token; Idempotency-Key is honoured as on /api/send; tags become an X-Tags header. Templates, scheduled_at, topics and attachments by URL are refused with 422 validation_error naming the field.',
     success: { 200: { description: 'Exchange accepted the message: { id }', schema: 'document' } },
   }),
   postmarkSend: compatibleRoute({
