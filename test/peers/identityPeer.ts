@@ -56,11 +56,18 @@ export interface UserRegistration {
   username: string;
   /** Object id; a random GUID when omitted. */
   oid?: string;
+  /**
+   * Group object ids for the `groups` claim of the user's ID tokens; none (no claim) by default. Entra puts
+   * at most 200 there before it sends an overage claim instead; more here makes a token cache outgrow
+   * Key Vault's 25 KB in tests.
+   */
+  groups?: string[];
 }
 
 export interface RegisteredUser {
   username: string;
   oid: string;
+  groups?: string[];
 }
 
 export type GrantType = 'client_credentials' | 'authorization_code' | 'refresh_token' | (string & {});
@@ -332,6 +339,7 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
         name: user.username,
         ver: '2.0',
         ...(nonce ? { nonce } : {}),
+        ...(user.groups === undefined ? {} : { groups: user.groups }),
       },
       certificate.key,
       signingKeyId,
@@ -824,8 +832,12 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
       });
     },
 
-    registerUser({ username, oid }) {
-      const user: RegisteredUser = { username, oid: oid ?? randomUUID() };
+    registerUser({ username, oid, groups }) {
+      const user: RegisteredUser = {
+        username,
+        oid: oid ?? randomUUID(),
+        ...(groups === undefined ? {} : { groups }),
+      };
       usersByName.set(username.toLowerCase(), user);
       return user;
     },

@@ -7,12 +7,13 @@ import { sharedTestCertificate, type TestCertificate } from './testCertificate.t
 /**
  * A loopback stand-in for an Azure Key Vault that the real SecretClient (@azure/keyvault-secrets) talks to.
  * It performs the bearer challenge (the SDK's first request carries no token), keeps every version of every
- * secret, soft-deletes like a vault with purge protection off, and answers in Key Vault's JSON shapes.
+ * secret, soft-deletes like a vault with purge protection off (a deleted name cannot be set again until it is
+ * recovered or purged, 409 ObjectIsDeletedButRecoverable), and answers in Key Vault's JSON shapes.
  * Create the client with `{ disableChallengeResourceVerification: true }`: the challenge names
  * https://vault.azure.net while the vault lives on localhost.
  */
 
-export type KeyVaultOperation = 'get' | 'set' | 'list' | 'delete' | 'other';
+export type KeyVaultOperation = 'get' | 'set' | 'list' | 'delete' | 'recover' | 'other';
 
 export interface KeyVaultRequestRecord {
   method: string;
@@ -80,6 +81,16 @@ export interface KeyVaultPeer {
   /** Stores a new version without going through HTTP, e.g. to seed the vault before a test. */
   putSecretDirect(name: string, value: string, options?: DirectSecretOptions): SecretVersion;
   failNext(failure: KeyVaultFailure): void;
+  /**
+   * From now on these operations are refused with 403 ForbiddenByRbac, as for an identity whose role lacks
+   * them (e.g. 'Key Vault Secrets User' has no recover). An empty list grants everything again.
+   */
+  denyOperations(operations: KeyVaultOperation[]): void;
+  /**
+   * From now on a recovery is still under way for this many requests on the secret after the recover call:
+   * a GET answers 404 and a PUT 409 ObjectIsBeingRecovered, as Key Vault does for some seconds. 0 by default.
+   */
+  lagRecoveries(requests: number): void;
   close(): Promise<void>;
 }
 
@@ -94,6 +105,8 @@ const VAULT_RESOURCE = 'https://vault.azure.net';
 interface StoredSecret {
   versions: SecretVersion[];
   deletedOn?: Date;
+  /** Set while a recovery is under way: how many more requests on the secret still see it deleted. */
+  recoveryPendingRequests?: number;
 }
 
 interface SecretPutBody {
@@ -103,15 +116,30 @@ interface SecretPutBody {
   attributes?: { enabled?: boolean; exp?: number; nbf?: number };
 }
 
-/** An answer that ends the request early, in Key Vault's `{ error: { code, message } }` shape. */
+/**
+ * An answer that ends the request early, in Key Vault's `{ error: { code, message, innererror? } }` shape;
+ * the inner code is what tells apart, e.g., the kinds of 409 Conflict.
+ */
 class KeyVaultError extends Error {
   readonly status: number;
   readonly code: string;
+  readonly innerCode: string | undefined;
 
-  constructor(status: number, code: string, message: string) {
+  constructor(status: number, code: string, message: string, innerCode?: string) {
     super(message);
     this.status = status;
     this.code = code;
+    this.innerCode = innerCode;
+  }
+
+  get body(): JsonObject {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.innerCode === undefined ? {} : { innererror: { code: this.innerCode } }),
+      },
+    };
   }
 }
 
@@ -139,7 +167,7 @@ function routeOf(method: string, segments: string[]): string {
   const [collection = '', name, detail, ...rest] = segments;
   const shape = [collection];
   if (name !== undefined) shape.push('{name}');
-  if (detail !== undefined) shape.push(detail === 'versions' ? 'versions' : '{version}');
+  if (detail !== undefined) shape.push(detail === 'versions' || detail === 'recover' ? detail : '{version}');
   if (rest.length > 0) shape.push('...');
   return `${method} /${shape.join('/')}`;
 }
@@ -151,8 +179,28 @@ const OPERATION_BY_ROUTE: Record<string, KeyVaultOperation> = {
   'GET /secrets': 'list',
   'GET /secrets/{name}/versions': 'list',
   'DELETE /secrets/{name}': 'delete',
+  'POST /deletedsecrets/{name}/recover': 'recover',
   // The delete poller's GET /deletedsecrets/{name} and purges are 'other'.
 };
+
+/** The data action an RBAC refusal names, as in Key Vault's 403 message. */
+const RBAC_ACTIONS: Record<KeyVaultOperation, string> = {
+  get: 'Microsoft.KeyVault/vaults/secrets/getSecret/action',
+  set: 'Microsoft.KeyVault/vaults/secrets/setSecret/action',
+  list: 'Microsoft.KeyVault/vaults/secrets/readMetadata/action',
+  delete: 'Microsoft.KeyVault/vaults/secrets/delete',
+  recover: 'Microsoft.KeyVault/vaults/secrets/recover/action',
+  other: 'Microsoft.KeyVault/vaults/secrets/purge/action',
+};
+
+function forbiddenByRbac(operation: KeyVaultOperation, path: string): KeyVaultError {
+  return new KeyVaultError(
+    403,
+    'Forbidden',
+    `Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nAction: '${RBAC_ACTIONS[operation]}'\r\nResource: '${path}'\r\nAssignment: (not found)\r\n`,
+    'ForbiddenByRbac',
+  );
+}
 
 const FAILURE_CODES: Record<KeyVaultFailure['status'], string> = {
   429: 'Throttled',
@@ -168,6 +216,8 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
   const secrets = new Map<string, StoredSecret>();
   const requests: KeyVaultRequestRecord[] = [];
   const failures: KeyVaultFailure[] = [];
+  const deniedOperations = new Set<KeyVaultOperation>();
+  let recoveryLagRequests = 0;
   let vaultUrl = '';
 
   const challengeHeader = {
@@ -224,11 +274,20 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
 
   function addVersion(name: string, value: string, details: DirectSecretOptions): SecretVersion {
     const existing = secrets.get(name);
+    if (existing?.recoveryPendingRequests !== undefined) {
+      throw new KeyVaultError(
+        409,
+        'Conflict',
+        `Secret ${name} is currently being recovered and cannot be re-created; retry later.`,
+        'ObjectIsBeingRecovered',
+      );
+    }
     if (existing?.deletedOn) {
       throw new KeyVaultError(
         409,
         'Conflict',
         `Secret ${name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged.`,
+        'ObjectIsDeletedButRecoverable',
       );
     }
     const now = new Date();
@@ -359,6 +418,27 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
     return secret;
   }
 
+  /** Key Vault answers the recover call at once with the secret's bundle (no value) and finishes later. */
+  function recoverSecret(name: string): JsonObject {
+    const secret = deletedSecret(name);
+    if (recoveryLagRequests === 0) delete secret.deletedOn;
+    else secret.recoveryPendingRequests ??= recoveryLagRequests;
+    const latest = secret.versions.at(-1);
+    if (!latest) return {};
+    const { value: _value, ...bundle } = secretBundle(latest);
+    return { ...bundle, id: `${vaultUrl}/secrets/${name}` };
+  }
+
+  function advanceRecovery(secret: StoredSecret): void {
+    if (secret.recoveryPendingRequests === undefined) return;
+    if (secret.recoveryPendingRequests > 0) {
+      secret.recoveryPendingRequests -= 1;
+      return;
+    }
+    delete secret.recoveryPendingRequests;
+    delete secret.deletedOn;
+  }
+
   async function respond(
     route: string,
     segments: string[],
@@ -367,6 +447,8 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
   ): Promise<[number, unknown]> {
     const name = segments[1] ?? '';
     const version = segments[2] || undefined;
+    const addressed = segments[0] === 'secrets' ? secrets.get(name) : undefined;
+    if (addressed) advanceRecovery(addressed);
     switch (route) {
       case 'PUT /secrets/{name}':
         return [200, setSecret(name, await readBody(request))];
@@ -381,6 +463,8 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
         return [200, deleteSecret(name)];
       case 'GET /deletedsecrets/{name}':
         return [200, deletedBundle(name, deletedSecret(name))];
+      case 'POST /deletedsecrets/{name}/recover':
+        return [200, recoverSecret(name)];
       case 'DELETE /deletedsecrets/{name}':
         deletedSecret(name);
         secrets.delete(name);
@@ -425,6 +509,12 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
       return;
     }
 
+    if (deniedOperations.has(record.operation)) {
+      request.resume();
+      answer(403, forbiddenByRbac(record.operation, url.pathname).body);
+      return;
+    }
+
     const failure = failures.shift();
     if (failure) {
       request.resume();
@@ -442,7 +532,7 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
       answer(status, body);
     } catch (error) {
       if (error instanceof KeyVaultError) {
-        answer(error.status, { error: { code: error.code, message: error.message } });
+        answer(error.status, error.body);
         return;
       }
       throw error;
@@ -477,6 +567,15 @@ export async function startKeyVaultPeer(options: KeyVaultPeerOptions = {}): Prom
       for (let i = 0; i < (failure.times ?? 1); i += 1) {
         failures.push(failure);
       }
+    },
+
+    denyOperations(operations) {
+      deniedOperations.clear();
+      for (const operation of operations) deniedOperations.add(operation);
+    },
+
+    lagRecoveries(requests) {
+      recoveryLagRequests = requests;
     },
 
     close: () => server.close(),

@@ -1,4 +1,6 @@
+import { SecretClient } from '@azure/keyvault-secrets';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RelayError } from '../../../shared/errors.ts';
 import { createCachedSecretStore } from '../../../shared/secrets/cachedSecretStore.ts';
 import { createKeyVaultSecretStore } from '../../../shared/secrets/keyVaultSecretStore.ts';
 import type { SecretStore } from '../../../shared/secrets/secretStore.ts';
@@ -20,6 +22,7 @@ async function openVaultStore(): Promise<SecretStore> {
       disableChallengeResourceVerification: true,
       retryOptions: { maxRetries: 2, retryDelayInMs: 10, maxRetryDelayInMs: 50 },
     },
+    recoveryPollIntervalMs: 1,
   });
 }
 
@@ -93,5 +96,83 @@ describe('Key Vault secret store', () => {
     // After the failed background read the value is still old; the next read past the TTL refreshes it.
     await cached.getSecret('stale-ok');
     await expect.poll(async () => (await cached.getSecret('stale-ok'))?.value).toBe('new');
+  });
+});
+
+describe('Key Vault secret store over a deleted name (soft delete, as the real vault)', () => {
+  it('sets a secret someone deleted: recovers it, then the new value is current', async () => {
+    await store.setSecret('msal-cache-deleted-once', 'first sign-in');
+    await store.deleteSecret('msal-cache-deleted-once');
+    const recoveriesBefore = vault.countOperations('recover');
+
+    await store.setSecret('msal-cache-deleted-once', 'second sign-in');
+
+    expect((await store.getSecret('msal-cache-deleted-once'))?.value).toBe('second sign-in');
+    expect(vault.countOperations('recover') - recoveriesBefore).toBe(1);
+    expect(vault.secretVersions('msal-cache-deleted-once').map((version) => version.value)).toEqual([
+      'first sign-in',
+      'second sign-in',
+    ]);
+  });
+
+  it('waits while Key Vault is still recovering, then writes', async () => {
+    await store.setSecret('msal-cache-slow-recovery', 'old');
+    await store.deleteSecret('msal-cache-slow-recovery');
+    vault.lagRecoveries(3);
+    try {
+      await store.setSecret('msal-cache-slow-recovery', 'new');
+    } finally {
+      vault.lagRecoveries(0);
+    }
+    expect(vault.secretValue('msal-cache-slow-recovery')).toBe('new');
+  });
+
+  it('writes once a recovery another instance started has finished (409 ObjectIsBeingRecovered meanwhile)', async () => {
+    await store.setSecret('msal-cache-recovered-elsewhere', 'old');
+    await store.deleteSecret('msal-cache-recovered-elsewhere');
+    const otherInstance = new SecretClient(vault.vaultUrl, vaultCredential, {
+      disableChallengeResourceVerification: true,
+    });
+    vault.lagRecoveries(3);
+    const recoveriesBefore = vault.countOperations('recover');
+    try {
+      await otherInstance.beginRecoverDeletedSecret('msal-cache-recovered-elsewhere');
+      await store.setSecret('msal-cache-recovered-elsewhere', 'new');
+    } finally {
+      vault.lagRecoveries(0);
+    }
+    expect(vault.secretValue('msal-cache-recovered-elsewhere')).toBe('new');
+    expect(vault.countOperations('recover') - recoveriesBefore).toBe(1);
+    const refusedWrites = vault.requests.filter(
+      (request) =>
+        request.method === 'PUT' &&
+        request.path.startsWith('/secrets/msal-cache-recovered-elsewhere') &&
+        request.status === 409,
+    );
+    expect(refusedWrites.length).toBeGreaterThan(0);
+  });
+
+  it('says how to free the name when its identity may not recover it', async () => {
+    await store.setSecret('msal-cache-no-recover', 'old');
+    await store.deleteSecret('msal-cache-no-recover');
+    vault.denyOperations(['recover']);
+    const failure = await store
+      .setSecret('msal-cache-no-recover', 'refresh-token-cache-never-shown')
+      .catch((error: unknown) => error)
+      .finally(() => vault.denyOperations([]));
+
+    expect(failure).toMatchObject({
+      code: 'secret_store_access_denied',
+      message: expect.stringContaining('msal-cache-no-recover'),
+      remedy: expect.stringContaining(
+        'az keyvault secret recover --vault-name localhost --name msal-cache-no-recover',
+      ),
+    });
+    expect((failure as RelayError).remedy).toContain(
+      'az keyvault secret purge --vault-name localhost --name msal-cache-no-recover',
+    );
+    const { message, remedy, details } = failure as RelayError;
+    expect(JSON.stringify({ message, remedy, details })).not.toContain('refresh-token-cache-never-shown');
+    expect(vault.secretValue('msal-cache-no-recover')).toBeUndefined();
   });
 });
