@@ -69,7 +69,7 @@ export async function measureColdStart(
       RELAY_SMTP_HOST: 'localhost',
       RELAY_SMTP_PORT: String(peers.smtpPort),
       // The probe runs without Azurite; the shared limits' cost is measured in bench/limits.ts.
-      RELAY_LIMITS_STORE: 'memory',
+      RELAY_STATE_STORE: 'memory',
       RELAY_CALLERS: JSON.stringify([
         { name: 'cold', keySha256: hashCallerKey(callerKey), senders: [sender] },
       ]),

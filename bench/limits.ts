@@ -18,7 +18,7 @@ import { round } from './stats.ts';
  * The cost of the per-mailbox limits every instance shares through the storage account (issue 11), against
  * Azurite on loopback:
  * - synchronous sends with the limits in storage against the same sends with them in this process's memory
- *   (RELAY_LIMITS_STORE), through the send handler as in the other scenarios, in alternating rounds, with
+ *   (RELAY_STATE_STORE), through the send handler as in the other scenarios, in alternating rounds, with
  *   no SMTP command latency (where the storage round trips weigh most): the throughput each way, and the
  *   storage operations per message (the stores' own counters; the warm-up takes the session slots, so
  *   the measured rounds pay the schedule's writes and the slots' renewals, one per session every 5 s);
@@ -173,7 +173,7 @@ export async function measureLimits(peers: Peers, options: LimitsOptions): Promi
   const azurite = await startAzurite();
   const requests = countRequestsTo(azuriteHosts(azurite.connectionString));
   const storageSettings = {
-    RELAY_LIMITS_STORE: 'storage',
+    RELAY_STATE_STORE: 'storage',
     RELAY_STORAGE_CONNECTION: azurite.connectionString,
   };
   try {
@@ -214,7 +214,7 @@ async function measureSync(
   const memoryMailboxes = addressesOf('memory', SYNC_MAILBOXES);
   const storageMailboxes = addressesOf('storage', SYNC_MAILBOXES);
   const memoryRuntime = await limitsRuntime(peers, options, memoryMailboxes, {
-    RELAY_LIMITS_STORE: 'memory',
+    RELAY_STATE_STORE: 'memory',
   });
   const storageRuntime = await limitsRuntime(peers, options, storageMailboxes, storageSettings);
   const memory = syncSide(memoryRuntime, memoryMailboxes, 'memory');

@@ -89,7 +89,7 @@ export async function createBenchRuntime(
     RELAY_MAILBOX_RATE_PER_MINUTE: '100000',
     // The ratios compare the relay's own work with bare nodemailer's; the shared limits' storage round
     // trips are measured on their own (bench/limits.ts).
-    RELAY_LIMITS_STORE: 'memory',
+    RELAY_STATE_STORE: 'memory',
     ...settings,
   });
   const vault = await createKeyVaultSecretStore({

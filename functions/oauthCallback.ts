@@ -4,6 +4,7 @@ import { consentCallbackUrl } from '../shared/mailboxes.ts';
 import {
   type ConsentPage,
   describeOutcome,
+  htmlPageHeaders,
   renderConsentOutcome,
   renderFailurePage,
 } from '../shared/oauth/consentPages.ts';
@@ -36,8 +37,13 @@ export async function oauthCallback(
         ];
   try {
     const outcome = await consent.complete(request.query, parseCookieHeader(request.headers.get('cookie')));
-    context.log(`oauth callback -> ${outcome.kind} (${describeOutcome(outcome)})`);
-    return pageResponse(renderConsentOutcome(outcome), clearCookie);
+    if (outcome.kind === 'exchange_failed') {
+      const { failure } = outcome;
+      context.warn(
+        `oauth callback -> exchange_failed for ${outcome.mailbox}: ${failure.code}: ${failure.message}`,
+      );
+    } else context.log(`oauth callback -> ${outcome.kind} (${describeOutcome(outcome)})`);
+    return pageResponse(renderConsentOutcome(outcome, context.invocationId), clearCookie);
   } catch (error) {
     return failurePage(error, context, clearCookie);
   }
@@ -49,22 +55,16 @@ function failurePage(
   cookies: HttpResponseInit['cookies'] = [],
 ): HttpResponseInit {
   const relayError = ensureRelayError(error);
+  // The page names only the code and this request id; the detail (often a setting) goes to the log.
   context.warn(`oauth callback failed: ${relayError.code}: ${relayError.message}`);
-  return pageResponse(renderFailurePage(relayError), cookies);
+  return pageResponse(renderFailurePage(relayError, context.invocationId), cookies);
 }
 
 function pageResponse(page: ConsentPage, cookies: HttpResponseInit['cookies']): HttpResponseInit {
   return {
     status: page.status,
     body: page.html,
-    headers: {
-      'content-type': 'text/html; charset=utf-8',
-      'cache-control': 'no-store',
-      // The URL carries the (already redeemed) code: never send it on as a Referer.
-      'referrer-policy': 'no-referrer',
-      'content-security-policy': "default-src 'none'",
-      'x-content-type-options': 'nosniff',
-    },
+    headers: htmlPageHeaders(),
     cookies,
   };
 }

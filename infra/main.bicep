@@ -53,6 +53,13 @@ param smtpScope string = 'https://outlook.office365.com/.default'
 @description('Extra trusted CA certificate (PEM) for networks that inspect TLS; usually empty.')
 param smtpExtraCa string = ''
 
+@description('RELAY_ALERT_WEBHOOK_URL: a Teams workflow or Slack incoming webhook for health alerts; kept in Key Vault. Empty for none.')
+@secure()
+param alertWebhookUrl string = ''
+
+@description('RELAY_ALERT_EMAIL: also mail each health alert to this address. Empty for none.')
+param alertEmail string = ''
+
 @description('Further app settings merged over the template\'s, e.g. { "RELAY_MAX_RECIPIENTS": "200" }.')
 param additionalAppSettings object = {}
 
@@ -124,6 +131,7 @@ module keyVault './app/keyvault.bicep' = {
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
+    alertWebhookUrl: alertWebhookUrl
   }
 }
 
@@ -162,6 +170,9 @@ module relay './app/relay.bicep' = {
     smtpHost: smtpHost
     smtpScope: smtpScope
     smtpExtraCa: smtpExtraCa
+    // Without a version the reference follows the secret's latest one.
+    alertWebhookSecretUri: empty(alertWebhookUrl) ? '' : '${keyVault.outputs.uri}secrets/${keyVault.outputs.alertWebhookSecretName}'
+    alertEmail: alertEmail
     additionalAppSettings: additionalAppSettings
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB

@@ -397,6 +397,16 @@ export const relaySettings = {
       parse: optionalText,
       description: 'client id of the user-assigned identity for storage; empty for the system-assigned one',
     }),
+    // Exchange counts per mailbox over every client, and a sign-in started on one instance may return to
+    // another: instances must share this state. Memory is for a relay known to run as one process (a
+    // container, a laptop without Azurite).
+    stateStore: setting({
+      name: 'RELAY_STATE_STORE',
+      default: 'storage',
+      parse: z.enum(['storage', 'memory']),
+      description:
+        "`storage`: the per-mailbox limits and the relay's state (pending sign-ins, mailbox health, alerts sent) live in the storage account, shared by every instance; `memory`: this process only, for a relay that runs as exactly one process",
+    }),
   },
   // Exchange Online's per-mailbox limits, enforced before a message reaches SMTP, over every instance.
   throttle: {
@@ -421,15 +431,6 @@ export const relaySettings = {
       parse: integer(0, 120),
       description:
         'how long a synchronous send waits for its start (the mailbox at its rate or daily recipients) before `429` + `Retry-After`',
-    }),
-    // Exchange counts per mailbox over every client: instances must share the limits. Memory is for a relay
-    // known to run as one process (a container, a laptop without Azurite).
-    store: setting({
-      name: 'RELAY_LIMITS_STORE',
-      default: 'storage',
-      parse: z.enum(['storage', 'memory']),
-      description:
-        '`storage`: the per-mailbox limits live in the storage account, shared by every instance; `memory`: this process only, for a relay that runs as exactly one process',
     }),
   },
   queue: {
@@ -459,6 +460,23 @@ export const relaySettings = {
       parse: integer(1_000_000, 1024 * 1024 * 1024 * 1024),
       description:
         'body bytes one caller may have waiting on the queue; beyond it `429 queue_quota_exceeded`',
+    }),
+  },
+  // Who hears when a mailbox needs a new sign-in, recovers, or the app's credential is about to expire.
+  alerts: {
+    // https only: the URL itself is the webhook's secret (Teams workflows and Slack put it in the path).
+    webhookUrl: setting({
+      name: 'RELAY_ALERT_WEBHOOK_URL',
+      parse: optionalText.pipe(z.url({ protocol: /^https$/, error: 'must be an https:// URL' }).optional()),
+      description:
+        'a Teams workflow or Slack incoming webhook: the relay POSTs `{"text": …}` once per health change (a mailbox needs a sign-in or recovered, the credential expires within 30 days)',
+    }),
+    email: setting({
+      name: 'RELAY_ALERT_EMAIL',
+      parse: optionalText.pipe(
+        z.string().trim().toLowerCase().refine(isMailboxAddress, 'must be a mailbox address').optional(),
+      ),
+      description: 'also mail each alert to this address, sent through a healthy configured mailbox',
     }),
   },
 };

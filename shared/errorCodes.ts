@@ -23,6 +23,11 @@ export interface ErrorCodeEntry {
    * Seconds to wait (the `Retry-After` header) unless the call site knows better.
    */
   retryAfterSeconds?: number;
+  /**
+   * Whose health a send or a token refresh that meets this code marks as failing (shared/health/): the
+   * mailbox that signed in, or the app's credential, which every mailbox depends on.
+   */
+  health?: 'mailbox' | 'credential';
 }
 
 const relayErrorCodes = {
@@ -142,11 +147,13 @@ const relayErrorCodes = {
   // The secret store (Key Vault, or the local file).
   client_credential_missing: {
     status: 500,
+    health: 'credential',
     area: 'secrets',
     title: "The app's client secret or certificate is not in the secret store.",
   },
   client_certificate_unreadable: {
     status: 500,
+    health: 'credential',
     area: 'secrets',
     title: 'The stored certificate is not an unencrypted PEM key plus certificate.',
   },
@@ -191,6 +198,7 @@ const relayErrorCodes = {
   },
   token_cache_too_large: {
     status: 500,
+    health: 'mailbox',
     area: 'secrets',
     title: "The mailbox's MSAL token cache would exceed Key Vault's 25 KB secret limit.",
   },
@@ -224,11 +232,13 @@ const relayErrorCodes = {
   },
   mailbox_not_connected: {
     status: 409,
+    health: 'mailbox',
     area: 'identity',
-    title: 'A delegated mailbox has no stored sign-in yet (or it was removed).',
+    title: 'A delegated mailbox has no stored sign-in yet, or an administrator disconnected it.',
   },
   federated_credential_invalid: {
     status: 502,
+    health: 'credential',
     area: 'identity',
     title:
       "Token request refused: Entra ID did not accept the managed identity's token as a federated credential of the app.",
@@ -237,6 +247,7 @@ const relayErrorCodes = {
   },
   client_secret_invalid: {
     status: 502,
+    health: 'credential',
     area: 'identity',
     title: 'Token request refused: Entra ID rejected the client secret.',
     remedy:
@@ -244,6 +255,7 @@ const relayErrorCodes = {
   },
   client_secret_expired: {
     status: 502,
+    health: 'credential',
     area: 'identity',
     title: 'Token request refused: the client secret has expired.',
     remedy:
@@ -251,6 +263,7 @@ const relayErrorCodes = {
   },
   client_certificate_invalid: {
     status: 502,
+    health: 'credential',
     area: 'identity',
     title: 'Token request refused: Entra ID did not accept the certificate assertion.',
     remedy:
@@ -258,18 +271,21 @@ const relayErrorCodes = {
   },
   app_not_found: {
     status: 502,
+    health: 'credential',
     area: 'identity',
     title: 'Token request refused: no application with this client id exists in the tenant.',
     remedy: 'Check RELAY_CLIENT_ID and RELAY_TENANT_ID against the app registration overview page.',
   },
   tenant_not_found: {
     status: 502,
+    health: 'credential',
     area: 'identity',
     title: 'Token request refused: the tenant was not found.',
     remedy: 'Check RELAY_TENANT_ID (the Directory (tenant) ID) and RELAY_AUTHORITY_HOST for national clouds.',
   },
   app_disabled: {
     status: 502,
+    health: 'credential',
     area: 'identity',
     title: 'Token request refused: the application is disabled in the tenant.',
     remedy: 'Enable the Enterprise Application (Properties > Enabled for users to sign in).',
@@ -283,6 +299,7 @@ const relayErrorCodes = {
   },
   consent_missing: {
     status: 502,
+    health: 'mailbox',
     area: 'identity',
     title: 'Token request refused: the permission was never consented.',
     remedy:
@@ -290,12 +307,14 @@ const relayErrorCodes = {
   },
   refresh_token_expired: {
     status: 502,
+    health: 'mailbox',
     area: 'identity',
     title: 'Token request refused: the refresh token expired after 90 days without use.',
     remedy: 'Connect the mailbox again: open /api/oauth/start?mailbox=<address> and sign in as the mailbox.',
   },
   refresh_token_revoked: {
     status: 502,
+    health: 'mailbox',
     area: 'identity',
     title:
       "Token request refused: the grant was revoked (password reset or the user's sessions were revoked).",
@@ -303,12 +322,14 @@ const relayErrorCodes = {
   },
   mfa_required: {
     status: 502,
+    health: 'mailbox',
     area: 'identity',
     title: 'Token request refused: multi-factor authentication is now required.',
     remedy: 'Connect the mailbox again and complete MFA, or exclude the relay app from the MFA policy.',
   },
   conditional_access_blocked: {
     status: 502,
+    health: 'mailbox',
     area: 'identity',
     title: 'Token request refused: a Conditional Access policy or security defaults blocked the token.',
     remedy:
@@ -331,6 +352,7 @@ const relayErrorCodes = {
   // delivery issues for error code 5.7.x".
   smtp_auth_blocked_by_security_defaults: {
     status: 502,
+    health: 'mailbox',
     area: 'smtp',
     title:
       'Exchange Online refused SMTP AUTH because security defaults are enabled for the tenant (535 5.7.139).',
@@ -339,6 +361,7 @@ const relayErrorCodes = {
   },
   smtp_auth_disabled: {
     status: 502,
+    health: 'mailbox',
     area: 'smtp',
     title: 'Exchange Online has SMTP AUTH disabled for the tenant or this mailbox (535 5.7.139).',
     remedy:
@@ -346,6 +369,7 @@ const relayErrorCodes = {
   },
   smtp_auth_rejected: {
     status: 502,
+    health: 'mailbox',
     area: 'smtp',
     title: 'Exchange Online rejected the OAuth token even after a fresh one was fetched (535 5.7.3).',
     remedy:
@@ -353,6 +377,7 @@ const relayErrorCodes = {
   },
   smtp_not_authenticated: {
     status: 502,
+    health: 'mailbox',
     area: 'smtp',
     title: 'Exchange Online says the client did not authenticate before sending (530 5.7.57).',
     remedy:
@@ -404,6 +429,7 @@ const relayErrorCodes = {
   },
   mailbox_logon_failed: {
     status: 502,
+    health: 'mailbox',
     area: 'smtp',
     title:
       'Exchange Online could not log on to the mailbox with this token (4.2.0 STOREDRV mailbox logon failure).',
@@ -462,6 +488,7 @@ const relayErrorCodes = {
   // Every SMTP-submitted message is saved to the sending mailbox's Sent Items, which counts against its quota.
   sent_items_full: {
     status: 502,
+    health: 'mailbox',
     area: 'smtp',
     title:
       'The signed-in mailbox is full (554 5.2.2 QuotaExceededException): every message sent over SMTP is saved to its Sent Items.',

@@ -8,6 +8,8 @@ import type { MailboxMode, MailboxRule } from './config.ts';
  */
 export interface MailboxDirectory {
   modeOf(address: string): MailboxMode;
+  /** The mode of a mailbox RELAY_MAILBOXES lists; undefined for any other address. */
+  listedModeOf(address: string): MailboxMode | undefined;
   delegatedMailboxes(): string[];
   listed(): readonly MailboxRule[];
   /** Where an administrator connects (or reconnects) a delegated mailbox. */
@@ -21,6 +23,7 @@ export function createMailboxDirectory(
   const modes = new Map(rules.map((rule) => [rule.address.toLowerCase(), rule.mode]));
   return {
     modeOf: (address) => modes.get(address.trim().toLowerCase()) ?? 'app',
+    listedModeOf: (address) => modes.get(address.trim().toLowerCase()),
     delegatedMailboxes: () => rules.filter((rule) => rule.mode === 'delegated').map((rule) => rule.address),
     listed: () => rules,
     consentStartUrl: (address) =>

@@ -92,6 +92,11 @@ export interface RelayDependencies {
   defaultWaitMs?: number;
   /** How long a synchronous send waits for one of the mailbox's sessions (one SMTP timeout). */
   syncSessionWaitMs: number;
+  /**
+   * Told how each attempt through a signed-in mailbox ended (shared/health/): a sign-in or credential
+   * failure marks its health, a success clears a recorded failure. Never fails or noticeably delays a send.
+   */
+  recordOutcome?: (signIn: string, error?: RelayError) => Promise<void>;
   now?: () => number;
 }
 
@@ -107,8 +112,19 @@ export function createRelay({
   limits,
   defaultWaitMs = 0,
   syncSessionWaitMs,
+  recordOutcome,
   now = Date.now,
 }: RelayDependencies): Relay {
+  // A failure is recorded before the caller hears of it (waiting at most 2 s, so a slow store does not
+  // hold the answer); a success in the background, since it writes only after a recorded failure.
+  function noteOutcome(signIn: string, error?: RelayError): Promise<void> {
+    if (recordOutcome === undefined) return Promise.resolve();
+    const recorded = recordOutcome(signIn, error).catch(() => undefined);
+    return error === undefined
+      ? Promise.resolve()
+      : Promise.race([recorded, sleep(2_000, undefined, { ref: false })]);
+  }
+
   // Sends under way per signed-in mailbox: a pool member with fewer has more of its 3 sessions free.
   const inFlight = new Map<string, number>();
   const adjustInFlight = (mailbox: string, by: number) => {
@@ -212,9 +228,12 @@ export function createRelay({
           signIn = await mostHeadroom(candidates, true);
         }
         try {
-          return await sendThrough(signIn, route, request, options);
+          const result = await sendThrough(signIn, route, request, options);
+          noteOutcome(signIn);
+          return result;
         } catch (error) {
           if (!(error instanceof RelayError)) throw error;
+          await noteOutcome(signIn, error);
           // A pool member that needs a new sign-in failed at its token, before any SMTP byte, and one over
           // its daily quota refused before accepting: the others can still carry the message. Its own
           // health record and /api/status say what to fix.

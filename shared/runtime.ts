@@ -1,14 +1,24 @@
 import { authenticateCaller } from './callers.ts';
 import { ConfigError, loadConfig, type RelayConfig } from './config.ts';
-import { createMailboxHealthStore } from './delegated/mailboxHealth.ts';
+import { createMailboxDisconnect, type Disconnected } from './delegated/disconnect.ts';
 import { createStatusReporter, type StatusReport } from './delegated/statusReport.ts';
 import { createTokenMaintenance, type TokenMaintenance } from './delegated/tokenMaintenance.ts';
 import { type ConnectionCheck, createConnectionCheck } from './diagnostics/connectionCheck.ts';
+import { createQueueAdmin, type QueueAdmin } from './durable/queueAdmin.ts';
 import { createQueuedSendProcessor, type QueuedSendProcessor } from './durable/queuedSendProcessor.ts';
 import { createSendQueue, type SendQueue } from './durable/sendQueue.ts';
 import { findPublicStatus } from './durable/sendStatus.ts';
 import { type BatchSubmitter, createSendSubmitter, type SendSubmitter } from './durable/submitSend.ts';
 import { RelayError } from './errors.ts';
+import { alertMailChannel } from './health/alertMail.ts';
+import {
+  type AlertChannel,
+  createHealthAlerts,
+  type HealthAlerts,
+  webhookChannel,
+} from './health/healthAlerts.ts';
+import { createHealthReporter, type HealthReport } from './health/healthReport.ts';
+import { createMailboxHealthStore, type MailboxHealthStore } from './health/mailboxHealth.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency/idempotencyStore.ts';
 import {
   type CallerQueueQuota,
@@ -32,10 +42,16 @@ import { createSecretStore, defaultAzureCredential } from './secrets/createSecre
 import { createSenderRouter, type SenderRouter } from './senderRoutes.ts';
 import { createMailboxTransports, type MailboxTransports } from './smtp/mailboxTransports.ts';
 import { createMailSender } from './smtp/mailSender.ts';
+import { createHousekeeping, createKeyVaultMigration } from './state/housekeeping.ts';
+import { createMemoryStateTable, createTableStateTable, type StateTable } from './state/stateTable.ts';
 import { createRelayStorage, type RelayStorage } from './storage/relayStorage.ts';
 import type { MailboxTokenProvider } from './tokens/accessToken.ts';
 import { createAppOnlyTokenSource } from './tokens/appOnlyTokenSource.ts';
-import { createDelegatedClients, createDelegatedTokenSource } from './tokens/delegatedTokenSource.ts';
+import {
+  createDelegatedClients,
+  createDelegatedTokenSource,
+  mailboxNotConnected,
+} from './tokens/delegatedTokenSource.ts';
 import { createMailboxTokens, mailboxTokenKey } from './tokens/mailboxTokens.ts';
 import { createTokenCache } from './tokens/tokenCache.ts';
 
@@ -57,15 +73,26 @@ export interface Runtime {
   /** The tokenRefresh timer's work. */
   maintenance: TokenMaintenance;
   status(): Promise<StatusReport>;
+  /** GET /api/health: 200 or 503 with the problems, from stored health. */
+  health(): Promise<HealthReport>;
+  /** What the relay last learned about each mailbox and the app's credential (the shared state table). */
+  mailboxHealth: MailboxHealthStore;
+  alerts: HealthAlerts;
+  /** DELETE /api/mailboxes/{address}/connection. */
+  disconnect(address: string): Promise<Disconnected>;
+  /** The relay's state shared by every instance (unless RELAY_STATE_STORE=memory). */
+  state: StateTable;
   /** The same token pipeline the transports use; diagnostics ask it directly. */
   tokens: MailboxTokenProvider;
-  /** The per-mailbox limits every send goes through (shared by all instances unless RELAY_LIMITS_STORE=memory). */
+  /** The per-mailbox limits every send goes through (shared by all instances unless RELAY_STATE_STORE=memory). */
   limits: MailboxLimits;
   limitStores: { schedules: ScheduleStore; sessionSlots: SessionSlotStore; queueQuota: CallerQueueQuota };
   storage: RelayStorage;
   sendQueue: SendQueue;
   idempotency: IdempotencyStore;
   queuedSends: QueuedSendProcessor;
+  /** The admin page's queue counts and the retry of a poisoned message. */
+  queueAdmin: QueueAdmin;
   /** POST /api/send's whole use case: caller, validation, sender check, send or queue, idempotency. */
   submitSend: SendSubmitter;
   /** The same for a request of several messages (the compatible APIs, shared/compatible/). */
@@ -77,15 +104,15 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-type DurableParts = Pick<Runtime, 'storage' | 'sendQueue' | 'idempotency' | 'queuedSends'>;
+type DurableParts = Pick<Runtime, 'storage' | 'sendQueue' | 'idempotency' | 'queuedSends' | 'queueAdmin'>;
 
 /**
  * The per-mailbox limits' stores: the storage account's, which every instance shares (its SDKs are then
- * loaded at start-up, since every send needs them), or this process's memory with RELAY_LIMITS_STORE=memory.
+ * loaded at start-up, since every send needs them), or this process's memory with RELAY_STATE_STORE=memory.
  */
 function limitStoresFor(config: RelayConfig, storage: () => RelayStorage): Runtime['limitStores'] {
   const quota = { maxMessages: config.queue.maxMessagesPerCaller, maxBytes: config.queue.maxBytesPerCaller };
-  if (config.throttle.store === 'memory') {
+  if (config.storage.stateStore === 'memory') {
     return {
       schedules: createMemoryScheduleStore(),
       sessionSlots: createMemorySessionSlots(),
@@ -100,7 +127,17 @@ function limitStoresFor(config: RelayConfig, storage: () => RelayStorage): Runti
   };
 }
 
-export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): Runtime {
+export interface RuntimeOptions {
+  /** Where what happens outside any request is logged (alerts sent or failed); nowhere unless given. */
+  log?: (line: string) => void;
+}
+
+export function createRuntime(
+  config: RelayConfig,
+  secrets: CachedSecretStore,
+  runtimeOptions: RuntimeOptions = {},
+): Runtime {
+  const log = runtimeOptions.log ?? (() => undefined);
   const tokenCache = createTokenCache({ marginSeconds: config.identity.expiryMarginSeconds });
   const appOnly = createAppOnlyTokenSource(config.identity, config.smtp.scope, secrets);
   const mailboxes = createMailboxDirectory(config.mailboxes, config.delegated.publicBaseUrl);
@@ -111,14 +148,28 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     secrets,
     directory: mailboxes,
   });
-  const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf);
-  // The storage clients (and the three storage SDKs behind them) are built on first use: with the limits
-  // in memory, a synchronous send without an Idempotency-Key never touches storage.
+  // The storage clients (and the three storage SDKs behind them) are built on first use: with the shared
+  // state in memory, a synchronous send without an Idempotency-Key never touches storage.
   let storageClients: RelayStorage | undefined;
   const storageOf = () => {
     storageClients ??= createRelayStorage(config.storage);
     return storageClients;
   };
+  const state =
+    config.storage.stateStore === 'memory'
+      ? createMemoryStateTable()
+      : createTableStateTable(storageOf().relayState, storageOf().ready);
+  let alerts: HealthAlerts | undefined;
+  const health = createMailboxHealthStore({
+    state,
+    modeOf: mailboxes.listedModeOf,
+    onChange: (change) => alerts?.mailboxChanged(change),
+  });
+  const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf, (mailbox) =>
+    health.assertNotDisconnected(mailbox, () =>
+      mailboxNotConnected(mailbox, mailboxes.consentStartUrl(mailbox), 'disconnected'),
+    ),
+  );
   const limitStores = limitStoresFor(config, storageOf);
   const limits = createMailboxLimits(limitStores.schedules, {
     messagesPerMinute: config.throttle.messagesPerMinute,
@@ -133,7 +184,24 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     limits,
     defaultWaitMs: config.throttle.maxWaitSeconds * 1000,
     syncSessionWaitMs: config.smtp.timeoutSeconds * 1000,
+    recordOutcome: (signIn, error) => health.recordSendOutcome(signIn, error),
   });
+  const channels: AlertChannel[] = [
+    ...(config.alerts.webhookUrl === undefined ? [] : [webhookChannel(config.alerts.webhookUrl)]),
+    ...(config.alerts.email === undefined
+      ? []
+      : [
+          alertMailChannel({
+            to: config.alerts.email,
+            relay,
+            health,
+            directory: mailboxes,
+            limits: config.limits,
+          }),
+        ]),
+  ];
+  alerts = createHealthAlerts({ health, directory: mailboxes, channels, log });
+  const migrate = createKeyVaultMigration({ state, secrets, directory: mailboxes });
   let durable: DurableParts | undefined;
   const durableParts = (): DurableParts => {
     if (durable === undefined) {
@@ -144,12 +212,12 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
         sendQueue,
         idempotency: createIdempotencyStore(storage.idempotencyKeys, storage.ready),
         queuedSends: createQueuedSendProcessor({ queue: sendQueue, relay, config }),
+        queueAdmin: createQueueAdmin({ storage, queue: sendQueue, quota: limitStores.queueQuota }),
       };
     }
     return durable;
   };
-  const health = createMailboxHealthStore(secrets);
-  const pending = createPendingConsents(secrets);
+  const pending = createPendingConsents(state);
   const consent = createConsentFlow({
     directory: mailboxes,
     clients: delegatedClients,
@@ -165,7 +233,9 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     directory: mailboxes,
     tokens,
     health,
-    pending,
+    alerts,
+    housekeeping: createHousekeeping({ state, tables: storageOf }),
+    migrate,
     identity: config.identity,
     secrets,
   });
@@ -173,8 +243,18 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     directory: mailboxes,
     senderRoutes: config.senderRoutes,
     health,
+    migrate,
     identity: config.identity,
     secrets,
+  });
+  const healthReporter = createHealthReporter({ status: () => statusReporter.report() });
+  const disconnect = createMailboxDisconnect({
+    directory: mailboxes,
+    health,
+    secrets,
+    async forget(mailbox) {
+      tokenCache.invalidate(mailboxTokenKey('delegated', mailbox));
+    },
   });
   const runtime: Runtime = {
     config,
@@ -186,6 +266,11 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     consent,
     maintenance,
     status: () => statusReporter.report(),
+    health: () => healthReporter.report(),
+    mailboxHealth: health,
+    alerts,
+    disconnect,
+    state,
     tokens,
     limits,
     limitStores,
@@ -200,6 +285,9 @@ export function createRuntime(config: RelayConfig, secrets: CachedSecretStore): 
     },
     get queuedSends() {
       return durableParts().queuedSends;
+    },
+    get queueAdmin() {
+      return durableParts().queueAdmin;
     },
     // The runtime itself is the submitter's dependency: its durable parts are built on first use.
     submitSend: (submission) => submitters.one(submission),
@@ -229,7 +317,11 @@ export function runtimeFromEnvironment(): Promise<Runtime> {
   environmentRuntime ??= (async () => {
     const config = configFromEnvironment();
     const vaultCredential = () => defaultAzureCredential(config.identity.managedIdentityClientId);
-    return createRuntime(config, await createSecretStore(config.secrets, vaultCredential));
+    return createRuntime(config, await createSecretStore(config.secrets, vaultCredential), {
+      // Outside an invocation the worker forwards console output to the host's log (Application Insights).
+      // biome-ignore lint/suspicious/noConsole: the one place the relay logs without an InvocationContext
+      log: (line) => console.warn(line),
+    });
   })();
   // A failed start (bad setting) is reported on every request until it is fixed, not cached as broken.
   environmentRuntime.catch(() => {

@@ -3,6 +3,9 @@
 param name string
 param location string
 param tags object = {}
+@description('The alert webhook URL (its path is its secret); stored as a secret the app setting references.')
+@secure()
+param alertWebhookUrl string = ''
 
 resource vault 'Microsoft.KeyVault/vaults@2025-05-01' = {
   name: name
@@ -22,5 +25,17 @@ resource vault 'Microsoft.KeyVault/vaults@2025-05-01' = {
   }
 }
 
+var alertWebhookSecretName = 'relay-alert-webhook-url'
+
+resource alertWebhookSecret 'Microsoft.KeyVault/vaults/secrets@2025-05-01' = if (!empty(alertWebhookUrl)) {
+  parent: vault
+  name: alertWebhookSecretName
+  properties: {
+    value: alertWebhookUrl
+    contentType: 'text/plain'
+  }
+}
+
 output name string = vault.name
+output alertWebhookSecretName string = alertWebhookSecretName
 output uri string = vault.properties.vaultUri

@@ -25,6 +25,9 @@ param relaySenderRoutes string = '[]'
 param smtpHost string
 param smtpScope string
 param smtpExtraCa string
+@description('Key Vault secret URI of the alert webhook URL; empty for no webhook.')
+param alertWebhookSecretUri string = ''
+param alertEmail string = ''
 param additionalAppSettings object = {}
 param maximumInstanceCount int
 param instanceMemoryMB int
@@ -71,6 +74,8 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Key Vault references in app settings (the alert webhook) resolve as the user-assigned identity.
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -127,6 +132,9 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
         RELAY_CALLERS: relayCallers
         RELAY_MAILBOXES: relayMailboxes
         RELAY_SENDER_ROUTES: relaySenderRoutes
+        // Resolved by the platform from Key Vault as the identity (keyVaultReferenceIdentity).
+        RELAY_ALERT_WEBHOOK_URL: empty(alertWebhookSecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${alertWebhookSecretUri})'
+        RELAY_ALERT_EMAIL: alertEmail
         // Queued sending and idempotency keys: the same account as the host, signed in as the identity
         // (the account has no shared keys). The queue trigger's connection reads these settings too.
         RELAY_STORAGE_CONNECTION__accountName: storage.name

@@ -219,6 +219,61 @@ export const httpRoutes = {
     responses: { 200: { description: 'Mailbox and credential health', schema: 'document' } },
     errors: ['configuration', 'secrets', 'internal'],
   },
+  health: {
+    route: 'api/health',
+    method: 'GET',
+    authLevel: 'function',
+    callerKey: false,
+    summary: 'For uptime monitors: 200 when every mailbox can send and the app credential is valid, else 503',
+    description:
+      'Served from the stored health (the timer, consents, disconnects and sends keep it), not from live token requests: cheap to poll every minute. problems lists each mailbox or the credential that stops mail (subject, state, code, message, remedy, consentUrl); warnings a credential within 30 days of expiry. Never a secret.',
+    responses: {
+      200: {
+        description: 'Every configured mailbox can send and the credential is valid',
+        schema: 'document',
+      },
+      503: { description: 'Something stops mail: the problems and what to do', schema: 'document' },
+    },
+    errors: ['configuration', 'internal'],
+  },
+  admin: {
+    route: 'api/admin',
+    method: 'GET',
+    authLevel: 'admin',
+    callerKey: false,
+    summary: 'The admin page: mailboxes, credential, queue, with Connect, Disconnect, Test and Retry',
+    description:
+      'One server-rendered HTML page (strict CSP, no external resources). Open it as /api/admin?code=<admin key>: its script sends the key from its own address to this origin only.',
+    responses: { 200: { description: 'The page', contentType: 'text/html' } },
+    errors: ['configuration', 'internal'],
+  },
+  disconnectMailbox: {
+    route: 'api/mailboxes/{address}/connection',
+    method: 'DELETE',
+    authLevel: 'admin',
+    callerKey: false,
+    summary: 'Disconnect a delegated mailbox: stop using and refreshing its sign-in',
+    description:
+      'Records the mailbox as disconnected (every instance refuses sends as it within 30 s with 409 mailbox_not_connected, whose remedy is the connect URL) and overwrites its token cache with an empty version. The secret is never deleted, so connecting again through /api/oauth/start works at once.',
+    responses: {
+      200: {
+        description: 'Disconnected: { mailbox, health, disconnectedAt, consentUrl }',
+        schema: 'document',
+      },
+    },
+    errors: ['request', 'configuration', 'secrets', 'internal'],
+  },
+  retryPoisoned: {
+    route: 'api/admin/poisoned/{id}/retry',
+    method: 'POST',
+    authLevel: 'admin',
+    callerKey: false,
+    summary: 'Send a poisoned queued message again, after its cause was fixed',
+    description:
+      "Moves the message from the poison queue back to the send queue; its status (GET /api/send/{id}) says queued, then sent. It counts against its caller's queue quota again.",
+    responses: { 200: { description: 'Queued again: { id, state }', schema: 'document' } },
+    errors: ['request', 'caller', 'configuration', 'internal'],
+  },
   sendStatus: {
     route: 'api/send/{id}',
     method: 'GET',

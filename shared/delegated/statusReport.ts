@@ -1,22 +1,28 @@
 import type { MailboxMode, RelayConfig, SenderRouteRule } from '../config.ts';
+import {
+  type MailboxHealthError,
+  type MailboxHealthRecord,
+  type MailboxHealthStore,
+  type MailboxState,
+  problemStates,
+} from '../health/mailboxHealth.ts';
 import type { MailboxDirectory } from '../mailboxes.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import { type CredentialExpiry, describeCredentialExpiry } from '../tokens/credentialExpiry.ts';
-import { tokenCacheSecretName } from '../tokens/tokenCachePlugin.ts';
-import type { MailboxHealthError, MailboxHealthStore } from './mailboxHealth.ts';
 
 /**
- * GET /api/status: each configured mailbox with its mode and, for delegated ones, whether it is connected,
- * when it was last refreshed, the last error and what to do. Built from what the store holds, so any
- * instance answers the same. Never includes a token, a secret or a cache.
+ * GET /api/status: each configured mailbox with its mode and health, when it was connected and last
+ * refreshed, the last error and what to do. Built from the stored health (one query of the state table, no
+ * Key Vault read per mailbox), so any instance answers the same. Never includes a token, a secret or a cache.
  */
-export type MailboxState = 'app-only' | 'healthy' | 'not_connected' | 'needs_consent' | 'failing';
+export type { MailboxState };
 
 export interface MailboxStatus {
   address: string;
   mode: MailboxMode;
   health: MailboxState;
   connectedAt?: string;
+  disconnectedAt?: string;
   lastRefreshAt?: string;
   lastSuccessAt?: string;
   lastError?: MailboxHealthError;
@@ -35,79 +41,67 @@ export interface SenderRouteStatus {
 
 export interface StatusReport {
   generatedAt: string;
-  credential: CredentialExpiry;
+  /** The expiry, and the last token request the credential itself made fail (cleared by the next success). */
+  credential: CredentialExpiry & { lastError?: MailboxHealthError };
   defaultMode: MailboxMode;
   mailboxes: MailboxStatus[];
   senderRoutes: SenderRouteStatus[];
 }
 
+const cannotSignIn: ReadonlySet<MailboxState> = new Set(['not_connected', 'disconnected', 'needs_consent']);
+
 export function createStatusReporter(options: {
   directory: MailboxDirectory;
   senderRoutes: readonly SenderRouteRule[];
   health: MailboxHealthStore;
+  /** Runs before the first read of health (an older relay's state moves out of Key Vault). */
+  migrate: () => Promise<unknown>;
   identity: RelayConfig['identity'];
   secrets: SecretStore;
   now?: () => number;
 }): { report(): Promise<StatusReport> } {
   const now = options.now ?? Date.now;
 
-  async function delegatedStatus(address: string): Promise<MailboxStatus> {
-    const [record, cache] = await Promise.all([
-      options.health.read(address),
-      options.secrets.getSecret(tokenCacheSecretName(address)),
-    ]);
-    const consentUrl = options.directory.consentStartUrl(address);
-    const signInRemedy = `Open ${consentUrl} (with the function key) and sign in as ${address}.`;
-    const times = {
+  function mailboxStatus(address: string, mode: MailboxMode, record: MailboxHealthRecord | undefined) {
+    const health = options.health.stateOf(address, record);
+    const status: MailboxStatus = {
+      address,
+      mode,
+      health,
       ...(record?.connectedAt === undefined ? {} : { connectedAt: record.connectedAt }),
+      ...(record?.disconnectedAt === undefined ? {} : { disconnectedAt: record.disconnectedAt }),
       ...(record?.lastRefreshAt === undefined ? {} : { lastRefreshAt: record.lastRefreshAt }),
       ...(record?.lastSuccessAt === undefined ? {} : { lastSuccessAt: record.lastSuccessAt }),
+      ...(record?.lastError === undefined ? {} : { lastError: record.lastError }),
     };
-    if (cache === undefined) {
+    if (cannotSignIn.has(health)) {
+      const consentUrl = options.directory.consentStartUrl(address);
       return {
-        address,
-        mode: 'delegated',
-        health: 'not_connected',
-        ...times,
-        remedy: signInRemedy,
+        ...status,
+        remedy: `Open ${consentUrl} (with the function key) and sign in as ${address}.`,
         consentUrl,
       };
     }
-    if (record?.needsConsent === true) {
-      return {
-        address,
-        mode: 'delegated',
-        health: 'needs_consent',
-        ...times,
-        ...(record.lastError === undefined ? {} : { lastError: record.lastError }),
-        remedy: signInRemedy,
-        consentUrl,
-      };
-    }
-    if (record?.lastError !== undefined) {
-      return {
-        address,
-        mode: 'delegated',
-        health: 'failing',
-        ...times,
-        lastError: record.lastError,
-        ...(record.lastError.remedy === undefined ? {} : { remedy: record.lastError.remedy }),
-      };
-    }
-    return { address, mode: 'delegated', health: 'healthy', ...times };
+    if (problemStates.has(health) && record?.lastError?.remedy !== undefined)
+      return { ...status, remedy: record.lastError.remedy };
+    return status;
   }
 
   return {
     async report() {
-      const mailboxes = await Promise.all(
-        options.directory
-          .listed()
-          .map((rule) =>
-            rule.mode === 'delegated'
-              ? delegatedStatus(rule.address)
-              : Promise.resolve<MailboxStatus>({ address: rule.address, mode: 'app', health: 'app-only' }),
-          ),
-      );
+      await options.migrate().catch(() => undefined);
+      const [records, expiry, credentialHealth] = await Promise.all([
+        options.health.readAll(),
+        describeCredentialExpiry(options.identity, options.secrets, now()),
+        options.health.readCredential(),
+      ]);
+      const credential = {
+        ...expiry,
+        ...(credentialHealth?.lastError === undefined ? {} : { lastError: credentialHealth.lastError }),
+      };
+      const mailboxes = options.directory
+        .listed()
+        .map((rule) => mailboxStatus(rule.address, rule.mode, records.get(rule.address.toLowerCase())));
       // Every sign-in mailbox is listed (config.ts checks it), so each route reuses the statuses just read.
       const byAddress = new Map(mailboxes.map((status) => [status.address, status]));
       const senderRoutes = options.senderRoutes.map((rule): SenderRouteStatus => {
@@ -115,15 +109,13 @@ export function createStatusReporter(options: {
         return {
           from: rule.from,
           relation: rule.relation,
-          usable: signIn.some(
-            (status) => status.health !== 'not_connected' && status.health !== 'needs_consent',
-          ),
+          usable: signIn.some((status) => !cannotSignIn.has(status.health)),
           signIn,
         };
       });
       return {
         generatedAt: new Date(now()).toISOString(),
-        credential: await describeCredentialExpiry(options.identity, options.secrets, now()),
+        credential,
         defaultMode: 'app',
         mailboxes,
         senderRoutes,

@@ -7,7 +7,7 @@ import { withStorage } from '../storage/storageErrors.ts';
  * How much one caller may have waiting on the queue: messages and body bytes not yet sent or failed. One
  * caller's runaway backlog would otherwise fill the queue (and every mailbox's schedule for hours) for all
  * the others. Counted where every instance sees it (a Table row per caller, ETag-guarded), or in memory
- * with RELAY_LIMITS_STORE=memory. Taken when a message is accepted, given back when it is sent or fails;
+ * with RELAY_STATE_STORE=memory. Taken when a message is accepted, given back when it is sent or fails;
  * an instance that dies between its last status write and the give-back leaves one message counted, which
  * only ever errs on the side of refusing.
  */

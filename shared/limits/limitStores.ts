@@ -3,7 +3,7 @@ import { emptySchedule, type ScheduleState } from './sendSchedule.ts';
 /**
  * Where the per-mailbox limits live. Exchange counts per signed-in mailbox, across every client, so the
  * relay's instances must share them: in Azure the storage account (shared/limits/storageLimitStores.ts);
- * with RELAY_LIMITS_STORE=memory, this process only, for a relay that is known to run as one process.
+ * with RELAY_STATE_STORE=memory, this process only, for a relay that is known to run as one process.
  * Both stores have the same semantics, so the relay's code above them is the same.
  */
 export interface ScheduleStore {

@@ -10,8 +10,9 @@ import { type PendingConsents, pendingConsentLifetimeSeconds } from './pendingCo
 /**
  * Connecting a delegated mailbox: the authorization code flow with PKCE, as a confidential client.
  * start() remembers the attempt (pendingConsents.ts) and returns Microsoft's authorize URL plus a cookie
- * that binds the attempt to the browser that started it (RFC 6749 10.12). complete() checks the state
- * itself (MSAL would parse it as its own format), redeems the code with MSAL, and keeps the sign-in only
+ * that binds the attempt to the browser that started it (RFC 6749 10.12). complete() checks the state's
+ * shape and the cookie before reading anything, then the stored attempt (MSAL would parse the state as its
+ * own format), redeems the code with MSAL, and keeps the sign-in only
  * when the account that signed in is the mailbox being connected: the token cache plugin refuses to store
  * any other account, and the outcome names who signed in.
  */
@@ -63,6 +64,19 @@ function randomUrlSafe(bytes: number): string {
   return randomBytes(bytes).toString('base64url');
 }
 
+// The state and the browser binding are 32 random bytes, base64url: 43 characters. A callback whose state or
+// cookie has any other shape was not issued by this relay and is refused before any store is read.
+const issuedTokenPattern = /^[A-Za-z0-9_-]{43}$/;
+const randomTokenBytes = 32;
+
+/**
+ * The PKCE verifier (RFC 7636: 43 to 128 unreserved characters) is derived from the cookie only the starting
+ * browser holds and the state, so the stored consent holds nothing that could redeem an intercepted code.
+ */
+function pkceVerifier(browserBinding: string, state: string): string {
+  return sha256(`pkce\n${browserBinding}\n${state}`, 'base64url');
+}
+
 export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
   const { directory, clients, pending, scope } = options;
   const now = options.now ?? Date.now;
@@ -93,13 +107,12 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
     cookieName,
     async start(requestedMailbox) {
       const mailbox = validMailbox(requestedMailbox);
-      const state = randomUrlSafe(32);
-      const codeVerifier = randomUrlSafe(32);
+      const state = randomUrlSafe(randomTokenBytes);
       const nonce = randomUrlSafe(16);
-      const browserBinding = randomUrlSafe(32);
+      const browserBinding = randomUrlSafe(randomTokenBytes);
+      const codeVerifier = pkceVerifier(browserBinding, state);
       await pending.save(state, {
         mailbox,
-        codeVerifier,
         nonce,
         browserBindingSha256: sha256(browserBinding),
         expiresAt: now() + pendingConsentLifetimeSeconds * 1000,
@@ -140,9 +153,16 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
     async complete(query, cookies) {
       const state = query.get('state');
       if (state === null || state === '') return { kind: 'state_rejected', problem: 'missing' };
-      const taken = await pending.take(state, cookies.get(cookieName(state)));
+      // The anonymous callback costs nothing to abuse: no store is read for a state this relay cannot have
+      // issued, or without the cookie the starting browser got.
+      if (!issuedTokenPattern.test(state)) return { kind: 'state_rejected', problem: 'unknown' };
+      const browserBinding = cookies.get(cookieName(state));
+      if (browserBinding === undefined || !issuedTokenPattern.test(browserBinding))
+        return { kind: 'state_rejected', problem: 'other_browser' };
+      const taken = await pending.take(state, browserBinding);
       if (taken.status !== 'accepted') return { kind: 'state_rejected', problem: taken.status };
-      const { mailbox, codeVerifier, nonce } = taken.pending;
+      const { mailbox, nonce } = taken.pending;
+      const codeVerifier = pkceVerifier(browserBinding, state);
 
       const error = query.get('error');
       const code = query.get('code');

@@ -1,10 +1,29 @@
+import { routePath } from '../api/routes.ts';
 import type { RelayError } from '../errors.ts';
 import type { ConsentOutcome, StateProblem } from './consentFlow.ts';
 
 /**
  * The small HTML pages a person sees at the end of the consent flow. Everything echoed is HTML-escaped;
  * no page ever contains the authorization code, a token or a secret (only addresses, codes and times).
+ * The callback is anonymous, so a failure page names the error code and the request id and nothing of the
+ * configuration (setting names, vault or tenant): the log line with the same request id has the detail.
  */
+export const consentPagePolicy =
+  "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/** The headers every HTML page of the relay is served with; `policy` is its Content-Security-Policy. */
+export function htmlPageHeaders(policy: string = consentPagePolicy): Record<string, string> {
+  return {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    // A page's URL may carry a code or a key: never send it on as a Referer.
+    'referrer-policy': 'no-referrer',
+    'content-security-policy': policy,
+    // frame-ancestors for browsers that predate CSP 2: no page of the relay is ever framed (clickjacking).
+    'x-frame-options': 'DENY',
+    'x-content-type-options': 'nosniff',
+  };
+}
 export interface ConsentPage {
   status: number;
   html: string;
@@ -55,7 +74,7 @@ function identityRemedy(aadsts: number | undefined, error: string): string {
   return 'Open the start link again. If it happens again, look up the AADSTS code in Entra ID sign-in logs.';
 }
 
-export function renderConsentOutcome(outcome: ConsentOutcome): ConsentPage {
+export function renderConsentOutcome(outcome: ConsentOutcome, requestId: string): ConsentPage {
   switch (outcome.kind) {
     case 'connected':
       return page(200, 'Mailbox connected', [
@@ -70,7 +89,7 @@ export function renderConsentOutcome(outcome: ConsentOutcome): ConsentPage {
     case 'state_rejected':
       return page(400, 'This sign-in link cannot be used', [
         stateProblems[outcome.problem],
-        'Nothing was stored. Open /api/oauth/start?mailbox=<address> again to start over.',
+        `Nothing was stored. Open ${routePath('oauthStart')}?mailbox=<address> again to start over.`,
       ]);
     case 'identity_error':
       return page(400, 'Microsoft sign-in did not complete', [
@@ -79,14 +98,14 @@ export function renderConsentOutcome(outcome: ConsentOutcome): ConsentPage {
         identityRemedy(outcome.aadsts, outcome.error),
       ]);
     case 'exchange_failed':
-      return renderFailurePage(outcome.failure, outcome.mailbox);
+      return renderFailurePage(outcome.failure, requestId, outcome.mailbox);
   }
 }
 
-export function renderFailurePage(error: RelayError, mailbox?: string): ConsentPage {
+export function renderFailurePage(error: RelayError, requestId: string, mailbox?: string): ConsentPage {
   return page(error.status >= 400 ? error.status : 502, 'The mailbox could not be connected', [
-    `${mailbox === undefined ? '' : `${mailbox}: `}${error.message} (${error.code})`,
-    ...(error.remedy === undefined ? [] : [error.remedy]),
+    `${mailbox === undefined ? 'The sign-in' : `Connecting ${mailbox}`} failed with ${error.code}.`,
+    `The relay's log has the details under request id ${requestId}: an administrator can fix the cause there, then open the start link again.`,
   ]);
 }
 

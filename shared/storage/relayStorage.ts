@@ -8,9 +8,9 @@ import { managedIdentityCredential } from '../tokens/managedIdentityAssertion.ts
 
 /**
  * The relay's durable parts, all in one Azure Storage account (Azurite locally and in tests): the send
- * queue and its poison queue, a blob container for message bodies too large for a queue message, three
- * tables (send status, idempotency keys, per-mailbox send schedules) and a container of blob leases (the
- * per-mailbox SMTP session slots). Names are fixed because the queue trigger's registration and
+ * queue and its poison queue, a blob container for message bodies too large for a queue message, four
+ * tables (send status, idempotency keys, per-mailbox send schedules, the relay's state) and a container
+ * of blob leases (the per-mailbox SMTP session slots). Names are fixed because the queue trigger's registration and
  * host.json name them too; `<queue>-poison` is the Functions host's own naming for poison messages.
  */
 export const sendQueueName = 'relay-send';
@@ -22,6 +22,8 @@ export const statusTableName = 'RelaySendStatus';
 export const idempotencyTableName = 'RelayIdempotency';
 /** Per-mailbox send schedules (shared/limits/storageLimitStores.ts). */
 export const limitsTableName = 'RelayMailboxLimits';
+/** Pending sign-ins, mailbox health, announced alerts, migrations (shared/state/stateTable.ts). */
+export const stateTableName = 'RelayState';
 /** Per-mailbox SMTP session slots, as blob leases. */
 export const sessionSlotsContainerName = 'relay-session-slots';
 
@@ -37,6 +39,7 @@ export interface RelayStorage {
    */
   mailboxLimits: TableClient;
   sessionSlots: ContainerClient;
+  relayState: TableClient;
   /** Any queue of the account, by name (the development host's queue trigger reads through it). */
   queue(name: string): QueueClient;
   /** Creates the queues, container and tables once per process; later calls share the first. */
@@ -60,6 +63,7 @@ export function createRelayStorage(
     idempotencyKeys: table(idempotencyTableName),
     mailboxLimits: limitsTable(limitsTableName),
     sessionSlots: limitsBlobs.getContainerClient(sessionSlotsContainerName),
+    relayState: table(stateTableName),
   };
   let created: Promise<void> | undefined;
 
@@ -72,6 +76,7 @@ export function createRelayStorage(
       storage.idempotencyKeys.createTable(),
       storage.mailboxLimits.createTable(),
       storage.sessionSlots.createIfNotExists(),
+      storage.relayState.createTable(),
     ]);
   }
 

@@ -18,6 +18,8 @@ export interface CredentialExpiry {
   daysLeft?: number;
   /** Set when fewer than 30 days are left, the expiry is unknown, or the credential cannot be read. */
   warning?: string;
+  /** Why the credential could not be read (an error code), when it could not. */
+  unreadable?: string;
 }
 
 export async function describeCredentialExpiry(
@@ -54,6 +56,10 @@ export async function describeCredentialExpiry(
     };
   } catch (error) {
     const relayError = ensureRelayError(error);
-    return { ...base, warning: `${relayError.message}${relayError.remedy ? ` ${relayError.remedy}` : ''}` };
+    return {
+      ...base,
+      warning: `${relayError.message}${relayError.remedy ? ` ${relayError.remedy}` : ''}`,
+      unreadable: relayError.code,
+    };
   }
 }

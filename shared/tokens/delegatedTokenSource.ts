@@ -81,9 +81,16 @@ export function createDelegatedTokenSource(options: {
   };
 }
 
-export function mailboxNotConnected(mailbox: string, consentUrl: string): RelayError {
+export function mailboxNotConnected(
+  mailbox: string,
+  consentUrl: string,
+  why: 'never' | 'disconnected' = 'never',
+): RelayError {
   return new RelayError('mailbox_not_connected', {
-    message: `The delegated mailbox ${mailbox} has not been connected: the relay holds no sign-in for it.`,
+    message:
+      why === 'disconnected'
+        ? `The delegated mailbox ${mailbox} was disconnected by an administrator: the relay no longer signs in as it.`
+        : `The delegated mailbox ${mailbox} has not been connected: the relay holds no sign-in for it.`,
     remedy: `Open ${consentUrl} (with the function key) and sign in as ${mailbox}.`,
     details: { mailbox, consentUrl },
   });

@@ -17,11 +17,17 @@ export function createMailboxTokens(
   cache: TokenCache,
   sources: MailboxTokenSources,
   modeOf: (mailbox: string) => MailboxMode,
+  /**
+   * Runs before a delegated token is handed out, even a cached one: throws when the mailbox was
+   * disconnected (on any instance), so a token this process still holds is not used for it.
+   */
+  checkDelegated: (mailbox: string) => Promise<void> = async () => undefined,
 ): MailboxTokenProvider {
-  return (mailbox, options) => {
+  return async (mailbox, options) => {
     const mode = modeOf(mailbox);
     const source = mode === 'delegated' ? sources.delegated : sources.app;
     if (source === undefined) throw new Error(`No token source for ${mode} mailboxes`);
+    if (mode === 'delegated') await checkDelegated(mailbox);
     const key = mailboxTokenKey(mode, mailbox);
     return cache.get(key, (requestOptions) => source(mailbox, requestOptions), options);
   };

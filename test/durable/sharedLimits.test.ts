@@ -29,7 +29,7 @@ function instanceSettings(settings: Record<string, string>): Record<string, stri
   return {
     ...harness.settings,
     RELAY_STORAGE_CONNECTION: azurite.connectionString,
-    RELAY_LIMITS_STORE: 'storage',
+    RELAY_STATE_STORE: 'storage',
     // The timer is not under test here.
     RELAY_TOKEN_REFRESH_SCHEDULE: '0 0 0 1 1 *',
     ...settings,

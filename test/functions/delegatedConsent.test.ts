@@ -13,7 +13,6 @@ import { bindHttp, functionApp, triggerHandler } from '../../functions/register.
 import { send as sendFunction } from '../../functions/send.ts';
 import { status as statusFunction } from '../../functions/status.ts';
 import { tokenRefresh } from '../../functions/tokenRefresh.ts';
-import { healthSecretName } from '../../shared/delegated/mailboxHealth.ts';
 import type { StatusReport } from '../../shared/delegated/statusReport.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
@@ -347,9 +346,7 @@ describe('tokenRefresh timer and /api/status', () => {
       const current = refreshTokensIn(after[tokenCacheSecretName(mailbox)]?.value);
       expect(current).toHaveLength(1);
       expect(current).not.toEqual(previous);
-      expect(JSON.parse(after[healthSecretName(mailbox)]?.value ?? '{}')).toMatchObject({
-        needsConsent: false,
-      });
+      expect(await harness.runtime.mailboxHealth.read(mailbox)).toMatchObject({ needsConsent: false });
     }
     expect(lines.join('\n')).toMatch(/client credential: The app's secret expires in 20 days/);
     expect(lines.join('\n')).toMatch(/unconnected@contoso\.com: mailbox_not_connected; needs a new sign-in/);
@@ -460,7 +457,7 @@ describe('tokenRefresh timer and /api/status', () => {
           RELAY_LOCAL_SECRETS_PATH: harness.secretsPath,
           RELAY_MAILBOXES: JSON.stringify(mailboxes),
           RELAY_PUBLIC_BASE_URL: host.origin,
-          RELAY_LIMITS_STORE: 'memory',
+          RELAY_STATE_STORE: 'memory',
         }),
         RELAY_TEST_MESSAGE: JSON.stringify({
           from: shared,

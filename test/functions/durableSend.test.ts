@@ -431,7 +431,7 @@ describe('per-caller queue quota', () => {
       settings: {
         RELAY_STORAGE_CONNECTION: azurite.connectionString,
         // Storage: the quota every instance would see.
-        RELAY_LIMITS_STORE: 'storage',
+        RELAY_STATE_STORE: 'storage',
         RELAY_QUEUE_MAX_MESSAGES_PER_CALLER: '2',
       },
     });

@@ -62,7 +62,7 @@ function freshRuntime(settings: Record<string, string> = {}): Runtime {
     RELAY_SMTP_HOST: 'localhost',
     RELAY_SMTP_PORT: String(harness.config.smtp.port),
     RELAY_LOCAL_SECRETS_PATH: harness.secretsPath,
-    RELAY_LIMITS_STORE: 'memory',
+    RELAY_STATE_STORE: 'memory',
   };
   const runtime = createRuntime(
     { ...loadConfig({ ...base, ...settings }), callers: harness.config.callers },

@@ -38,7 +38,7 @@ const leftAtDefaults = [
   'RELAY_RATE_LIMIT_WAIT_SECONDS',
   // Shared limits (issue 11): Exchange's daily recipient budget, and the storage account every instance shares.
   'RELAY_MAILBOX_RECIPIENTS_PER_DAY',
-  'RELAY_LIMITS_STORE',
+  'RELAY_STATE_STORE',
   'RELAY_QUEUE_MAX_MESSAGES_PER_CALLER',
   'RELAY_QUEUE_MAX_BYTES_PER_CALLER',
   'RELAY_QUEUE_MAX_ATTEMPTS',

@@ -82,7 +82,7 @@ export async function startRelayHarness(options: HarnessOptions = {}): Promise<R
     RELAY_MAILBOX_RATE_PER_MINUTE: '100000',
     // One relay process per harness and most tests run no Azurite: the limits in memory have the same
     // semantics; the shared ones are tested with several processes (test/durable/sharedLimits.test.ts).
-    RELAY_LIMITS_STORE: 'memory',
+    RELAY_STATE_STORE: 'memory',
     RELAY_CALLERS: JSON.stringify(
       callers.map((caller) => ({
         name: caller.name,
