@@ -115,14 +115,15 @@ export function createRelay({
   recordOutcome,
   now = Date.now,
 }: RelayDependencies): Relay {
-  // A failure is recorded before the caller hears of it (waiting at most 2 s, so a slow store does not
-  // hold the answer); a success in the background, since it writes only after a recorded failure.
-  function noteOutcome(signIn: string, error?: RelayError): Promise<void> {
-    if (recordOutcome === undefined) return Promise.resolve();
+  // Recorded before the caller hears of it, so /api/status and /api/health agree with the answer; a slow
+  // store holds the answer at most 2 s (the record then lands in the background).
+  async function noteOutcome(signIn: string, error?: RelayError): Promise<void> {
+    if (recordOutcome === undefined) return;
+    const patience = new AbortController();
     const recorded = recordOutcome(signIn, error).catch(() => undefined);
-    return error === undefined
-      ? Promise.resolve()
-      : Promise.race([recorded, sleep(2_000, undefined, { ref: false })]);
+    const gaveUp = sleep(2_000, undefined, { ref: false, signal: patience.signal }).catch(() => undefined);
+    await Promise.race([recorded, gaveUp]);
+    patience.abort();
   }
 
   // Sends under way per signed-in mailbox: a pool member with fewer has more of its 3 sessions free.
@@ -229,7 +230,7 @@ export function createRelay({
         }
         try {
           const result = await sendThrough(signIn, route, request, options);
-          noteOutcome(signIn);
+          await noteOutcome(signIn);
           return result;
         } catch (error) {
           if (!(error instanceof RelayError)) throw error;

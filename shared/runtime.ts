@@ -54,6 +54,7 @@ import {
 } from './tokens/delegatedTokenSource.ts';
 import { createMailboxTokens, mailboxTokenKey } from './tokens/mailboxTokens.ts';
 import { createTokenCache } from './tokens/tokenCache.ts';
+import { tokenCacheSecretName } from './tokens/tokenCachePlugin.ts';
 
 /**
  * The composition root: wires configuration, the secret store, token sources, transports and the relay.
@@ -130,6 +131,8 @@ function limitStoresFor(config: RelayConfig, storage: () => RelayStorage): Runti
 export interface RuntimeOptions {
   /** Where what happens outside any request is logged (alerts sent or failed); nowhere unless given. */
   log?: (line: string) => void;
+  /** The clock health records and the disconnect check use (tests move it on). */
+  now?: () => number;
 }
 
 export function createRuntime(
@@ -164,6 +167,11 @@ export function createRuntime(
     state,
     modeOf: mailboxes.listedModeOf,
     onChange: (change) => alerts?.mailboxChanged(change),
+    onReconnected(mailbox) {
+      secrets.invalidate(tokenCacheSecretName(mailbox));
+      tokenCache.invalidate(mailboxTokenKey('delegated', mailbox));
+    },
+    ...(runtimeOptions.now === undefined ? {} : { now: runtimeOptions.now }),
   });
   const tokens = createMailboxTokens(tokenCache, { app: appOnly, delegated }, mailboxes.modeOf, (mailbox) =>
     health.assertNotDisconnected(mailbox, () =>

@@ -77,8 +77,9 @@ export interface MailboxHealthStore {
   recordSendOutcome(mailbox: string, error?: RelayError): Promise<void>;
   /**
    * Throws when a delegated mailbox was disconnected: sends stop at once on this instance and within
-   * `connectionCheckSeconds` on every other. Storage trouble never blocks a send here (the disconnect
-   * also emptied the token cache, so the mailbox cannot sign in anyway).
+   * `connectionCheckSeconds` on every other, and a new sign-in lifts it at once everywhere. Storage
+   * trouble never blocks a send here (the disconnect also emptied the token cache, so the mailbox cannot
+   * sign in anyway).
    */
   assertNotDisconnected(mailbox: string, refuse: () => RelayError): Promise<void>;
   /** True for exactly one caller over every instance per state change: that caller announces it. */
@@ -103,6 +104,8 @@ export function createMailboxHealthStore(options: {
   /** Configured mailboxes only get a record: a sender address a caller chose never creates a row. */
   modeOf: (mailbox: string) => MailboxMode | undefined;
   onChange?: (change: MailboxHealthChange) => void;
+  /** Another instance connected the mailbox again: drop this one's cached token and token cache. */
+  onReconnected?: (mailbox: string) => void;
   now?: () => number;
 }): MailboxHealthStore {
   const { state } = options;
@@ -125,7 +128,16 @@ export function createMailboxHealthStore(options: {
   async function read(mailbox: string): Promise<MailboxHealthRecord | undefined> {
     const key = keyOf(mailbox);
     const record = (await state.read<MailboxHealthRecord>('mailbox', key))?.value;
-    if (options.modeOf(key) !== undefined) seen.set(key, { record, at: now() });
+    if (options.modeOf(key) === undefined) return record;
+    const previous = seen.get(key);
+    seen.set(key, { record, at: now() });
+    // Connected again on another instance: what this one keeps of the old sign-in is stale.
+    if (
+      previous !== undefined &&
+      record?.connectedAt !== undefined &&
+      record.connectedAt !== previous.record?.connectedAt
+    )
+      options.onReconnected?.(key);
     return record;
   }
 
@@ -280,7 +292,11 @@ export function createMailboxHealthStore(options: {
     async assertNotDisconnected(mailbox, refuse) {
       let record: MailboxHealthRecord | undefined;
       try {
-        record = await freshView(mailbox);
+        const known = seen.get(keyOf(mailbox));
+        const recent = known !== undefined && now() - known.at < connectionCheckSeconds * 1000;
+        record = recent ? known.record : await read(mailbox);
+        // A refusal from memory reads again: a sign-in on another instance lifts it at once everywhere.
+        if (recent && record?.disconnectedAt !== undefined) record = await read(mailbox);
       } catch {
         return;
       }
