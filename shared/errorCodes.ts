@@ -200,7 +200,10 @@ const relayErrorCodes = {
     status: 500,
     health: 'mailbox',
     area: 'secrets',
-    title: "The mailbox's MSAL token cache would exceed Key Vault's 25 KB secret limit.",
+    title:
+      "The mailbox's MSAL token cache would exceed Key Vault's 25 KB secret limit even with only its refresh token.",
+    remedy:
+      'Connect the mailbox again (open /api/oauth/start?mailbox=<address>, or Reconnect on the admin page). Never delete its msal-cache secret: Key Vault refuses a write under a deleted name.',
   },
 
   // Entra ID. The AADSTS rules in shared/tokens/identityErrors.ts choose among the codes titled "Token

@@ -73,7 +73,7 @@ export function createDelegatedTokenSource(options: {
       return { accessToken: result.accessToken, expiresOn: result.expiresOn };
     } catch (error) {
       const mapped = clients.mapError(error);
-      if (!needsConsent(mapped)) throw mapped;
+      if (!needsConsent(mapped) && mapped.code !== 'token_cache_too_large') throw mapped;
       // Another instance may reconnect the mailbox: the next attempt reads the stored cache afresh.
       secrets.invalidate(tokenCacheSecretName(mailbox));
       throw withConsentRemedy(mapped, mailbox, directory.consentStartUrl(mailbox));
@@ -98,7 +98,9 @@ export function mailboxNotConnected(
 
 /** True for errors only the mailbox owner can fix by signing in again. */
 export function requiresSignIn(error: RelayError): boolean {
-  return needsConsent(error) || error.code === 'mailbox_not_connected';
+  return (
+    needsConsent(error) || error.code === 'mailbox_not_connected' || error.code === 'token_cache_too_large'
+  );
 }
 
 function withConsentRemedy(error: RelayError, mailbox: string, consentUrl: string): RelayError {
