@@ -36,8 +36,8 @@ export interface HousekeepingTables {
 
 export function createHousekeeping(options: {
   state: StateTable;
-  /** The storage tables; built only when the timer runs. */
-  tables: () => HousekeepingTables;
+  /** The storage tables, built when the timer runs; undefined when this relay uses none (state in memory, no queue). */
+  tables: () => HousekeepingTables | undefined;
   now?: () => number;
 }): Housekeeping {
   const now = options.now ?? Date.now;
@@ -56,18 +56,23 @@ export function createHousekeeping(options: {
       const idempotencyKeysRemoved = await attempt(
         'idempotency keys',
         async () => {
-          const { idempotencyKeys, ready } = options.tables();
-          await withStorage(ready);
+          const tables = options.tables();
+          if (tables === undefined) return 0;
+          await withStorage(tables.ready);
+          const { idempotencyKeys } = tables;
           // createdAt is milliseconds as 13-digit text, so text order is time order.
-          return removeWhere(idempotencyKeys, `createdAt lt '${String(now() - IDEMPOTENCY_WINDOW_MS)}'`);
+          const cutoff = String(now() - IDEMPOTENCY_WINDOW_MS).padStart(13, '0');
+          return removeWhere(idempotencyKeys, `createdAt lt '${cutoff}'`);
         },
         0,
       );
       const settledStatusesRemoved = await attempt(
         'settled statuses',
         async () => {
-          const { statuses, ready } = options.tables();
-          await withStorage(ready);
+          const tables = options.tables();
+          if (tables === undefined) return 0;
+          await withStorage(tables.ready);
+          const { statuses } = tables;
           const cutoff = new Date(now() - settledStatusRetentionMs).toISOString();
           return removeWhere(statuses, `(state eq 'sent' or state eq 'failed') and updatedAt lt '${cutoff}'`);
         },
@@ -131,20 +136,30 @@ export function createKeyVaultMigration(options: {
     if ((await state.read('migration', migrationKey)) !== undefined) return undefined;
     const report: MigrationReport = { healthRecordsCopied: 0, connectionsRecorded: 0, oldSecretsDeleted: 0 };
     const listed = await secrets.listSecrets();
-    for (const secret of listed.filter((properties) => properties.tags.purpose === legacyHealthPurpose)) {
-      const stored = await secrets.getSecret(secret.name);
-      const record = parseRecord(stored?.value);
-      if (record !== undefined && directory.listed().some((rule) => rule.address === record.mailbox)) {
-        const { announced: _none, ...copied } = record;
-        if ((await state.insert('mailbox', record.mailbox, copied)) !== undefined)
-          report.healthRecordsCopied += 1;
-      }
-    }
     const cached = new Map(
       listed
         .filter((properties) => properties.tags.purpose === tokenCachePurpose)
         .map((properties) => [properties.tags[mailboxTag]?.toLowerCase() ?? '', properties]),
     );
+    for (const secret of listed.filter((properties) => properties.tags.purpose === legacyHealthPurpose)) {
+      const stored = await secrets.getSecret(secret.name);
+      const record = parseRecord(stored?.value);
+      const mode = record === undefined ? undefined : directory.listedModeOf(record.mailbox);
+      if (record === undefined || mode === undefined) continue;
+      const { announced: _none, ...copied } = record;
+      // The old docs disconnected a mailbox by deleting its token cache: without one it is disconnected.
+      const migrated: MailboxHealthRecord =
+        mode === 'delegated' && !cached.has(record.mailbox)
+          ? {
+              ...copied,
+              disconnectedAt: new Date(now()).toISOString(),
+              lastError: undefined,
+              needsConsent: false,
+            }
+          : copied;
+      if ((await state.insert('mailbox', record.mailbox, migrated)) !== undefined)
+        report.healthRecordsCopied += 1;
+    }
     for (const mailbox of directory.delegatedMailboxes()) {
       const cache = cached.get(mailbox.toLowerCase());
       if (cache === undefined) continue;
