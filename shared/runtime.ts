@@ -242,7 +242,12 @@ export function createRuntime(
     tokens,
     health,
     alerts,
-    housekeeping: createHousekeeping({ state, tables: storageOf }),
+    // With the state in memory, storage is there only if this process queued or used idempotency keys.
+    housekeeping: createHousekeeping({
+      state,
+      tables: () =>
+        config.storage.stateStore === 'memory' && storageClients === undefined ? undefined : storageOf(),
+    }),
     migrate,
     identity: config.identity,
     secrets,
