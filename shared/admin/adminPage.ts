@@ -22,6 +22,7 @@ export interface AdminMailbox {
   mode: 'app' | 'delegated';
   health: AdminMailboxHealth;
   connectedAt?: string;
+  disconnectedAt?: string;
   lastRefreshAt?: string;
   lastSuccessAt?: string;
   lastError?: { code: string; message: string; at: string };
@@ -173,6 +174,9 @@ function renderMailbox(mailbox: AdminMailbox, index: number, generatedAt: string
     ...(mailbox.mode === 'delegated'
       ? [
           row('Connected', time(mailbox.connectedAt, 'Not recorded')),
+          ...(mailbox.disconnectedAt === undefined
+            ? []
+            : [row('Disconnected', time(mailbox.disconnectedAt, ''))]),
           row('Last refresh', time(mailbox.lastRefreshAt, 'Not refreshed yet')),
           row('Last success', time(mailbox.lastSuccessAt, 'None recorded')),
         ]

@@ -30,6 +30,7 @@ export async function buildAdminView(options: {
         mode: mailbox.mode,
         health: mailbox.health,
         ...(mailbox.connectedAt === undefined ? {} : { connectedAt: mailbox.connectedAt }),
+        ...(mailbox.disconnectedAt === undefined ? {} : { disconnectedAt: mailbox.disconnectedAt }),
         ...(mailbox.lastRefreshAt === undefined ? {} : { lastRefreshAt: mailbox.lastRefreshAt }),
         ...(mailbox.lastSuccessAt === undefined ? {} : { lastSuccessAt: mailbox.lastSuccessAt }),
         ...(mailbox.lastError === undefined ? {} : { lastError: mailbox.lastError }),

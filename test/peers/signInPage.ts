@@ -45,7 +45,7 @@ export function renderSignInPage(action: string, query: URLSearchParams, problem
   const loginHint = query.get('login_hint') ?? query.get('username') ?? '';
   return `<!doctype html>
 <html>
-  <head><title>Sign in to your account</title></head>
+  <head><title>Sign in to your account</title><link rel="icon" href="data:,"></head>
   <body>
     ${problem ? `<p id="error" role="alert">${escapeHtml(problem)}</p>` : ''}
     <form method="post" action="${escapeHtml(action)}">
