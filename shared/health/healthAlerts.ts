@@ -14,8 +14,13 @@ import {
  * /api/status: a mailbox that needs a sign-in (with the link that fixes it), one that recovered, and an app
  * secret or certificate within 30 days of expiry. Each state is announced once over every instance: the
  * announcement is claimed in the mailbox's health row with its ETag before anything is sent, and given back
- * when no channel took it, so the timer's sweep tries again. The texts hold addresses, codes, dates and
- * links, never a secret or a token.
+ * when no channel took it, so the timer's sweep on any instance tries again. When one channel took it and
+ * another did not (the webhook answered 500, the mail went), giving the claim back would send it twice on
+ * the channel that worked: the instance that claimed it owes it to the other channel and delivers it at its
+ * next sweep, unless a later alert on the same mailbox or credential made it stale. That debt lives in this
+ * instance's memory (bounded by the channels and the configured mailboxes), so it is lost if the instance
+ * stops first; the alert still reached a person through the other channel. The texts hold addresses,
+ * codes, dates and links, never a secret or a token.
  */
 export interface Alert {
   subject: string;
@@ -23,6 +28,18 @@ export interface Alert {
   /** The mailbox the alert is about, so an alert mail is not sent through it. */
   about?: string;
 }
+
+/** An alert one channel missed while another took it, with the announcement it carries. */
+interface OwedAlert {
+  channel: AlertChannel;
+  alert: Alert;
+  /** The mailbox, or `credential`: a later alert on the same topic supersedes this one. */
+  topic: string;
+  /** The mailbox state or credential announcement it announced; stale once the stored one differs. */
+  announced: string;
+}
+
+const credentialTopic = 'credential';
 
 export interface AlertChannel {
   name: string;
@@ -71,18 +88,53 @@ export function createHealthAlerts(options: {
 }): HealthAlerts {
   const { health, directory, channels } = options;
   const inFlight = new Set<Promise<void>>();
+  const owed = new Map<string, OwedAlert>();
+  const owedKey = (channel: AlertChannel, topic: string) => `${channel.name}\n${topic}`;
 
-  /** True when at least one channel took it (an unreachable mail mailbox must not silence the webhook). */
-  async function deliver(alert: Alert): Promise<boolean> {
-    let delivered = false;
+  async function deliverVia(channel: AlertChannel, alert: Alert): Promise<boolean> {
+    try {
+      await channel.deliver(alert);
+      return true;
+    } catch (error) {
+      options.log(
+        `alert via ${channel.name} failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return false;
+    }
+  }
+
+  /**
+   * True when at least one channel took it (an unreachable mail mailbox must not silence the webhook); the
+   * channels that did not are then owed it. Either way this alert supersedes what they were owed on its topic.
+   */
+  async function deliver(alert: Alert, topic: string, announced: string): Promise<boolean> {
+    const missed: AlertChannel[] = [];
     for (const channel of channels) {
-      try {
-        await channel.deliver(alert);
-        delivered = true;
-      } catch (error) {
-        options.log(
-          `alert via ${channel.name} failed: ${error instanceof Error ? error.message : String(error)}`,
-        );
+      owed.delete(owedKey(channel, topic));
+      if (!(await deliverVia(channel, alert))) missed.push(channel);
+    }
+    const delivered = missed.length < channels.length;
+    if (delivered)
+      for (const channel of missed) owed.set(owedKey(channel, topic), { channel, alert, topic, announced });
+    return delivered;
+  }
+
+  /** Delivers what this instance owes, unless the stored announcement moved on since. */
+  async function settleOwed(records: Map<string, MailboxHealthRecord>): Promise<number> {
+    if (owed.size === 0) return 0;
+    const credentialAnnounced = [...owed.values()].some((debt) => debt.topic === credentialTopic)
+      ? (await health.readCredential())?.announced
+      : undefined;
+    let delivered = 0;
+    for (const [key, debt] of owed) {
+      const current =
+        debt.topic === credentialTopic ? credentialAnnounced : records.get(debt.topic)?.announced;
+      if (current !== debt.announced) {
+        owed.delete(key);
+      } else if (await deliverVia(debt.channel, debt.alert)) {
+        owed.delete(key);
+        options.log(`alert sent via ${debt.channel.name}: ${debt.alert.subject}`);
+        delivered += 1;
       }
     }
     return delivered;
@@ -94,7 +146,7 @@ export function createHealthAlerts(options: {
     if (!problemStates.has(state) && (previous === undefined || !problemStates.has(previous))) return false;
     if (channels.length === 0 || !(await health.claimAnnouncement(mailbox, state))) return false;
     const alert = mailboxAlert(mailbox, state, record, directory.consentStartUrl(mailbox));
-    if (await deliver(alert)) {
+    if (await deliver(alert, mailbox.toLowerCase(), state)) {
       options.log(`alert sent: ${alert.subject}`);
       return true;
     }
@@ -119,7 +171,7 @@ export function createHealthAlerts(options: {
     async sweep() {
       if (channels.length === 0) return 0;
       const records = await health.readAll();
-      let announced = 0;
+      let announced = await settleOwed(records);
       for (const rule of directory.listed()) {
         const record = records.get(rule.address);
         const state = health.stateOf(rule.address, record);
@@ -136,7 +188,7 @@ export function createHealthAlerts(options: {
       // The first check of a valid credential, or one still valid: nothing to say.
       if (announcement === 'valid' && (previous === undefined || previous === 'valid')) return;
       const alert = credentialAlert(expiry, announcement);
-      if (await deliver(alert)) options.log(`alert sent: ${alert.subject}`);
+      if (await deliver(alert, credentialTopic, announcement)) options.log(`alert sent: ${alert.subject}`);
       else await health.releaseCredentialAnnouncement(announcement, previous).catch(() => undefined);
     },
     async idle() {
