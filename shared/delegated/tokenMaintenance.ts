@@ -3,10 +3,11 @@ import { ensureRelayError } from '../errors.ts';
 import type { HealthAlerts } from '../health/healthAlerts.ts';
 import type { MailboxHealthRecord, MailboxHealthStore } from '../health/mailboxHealth.ts';
 import type { MailboxDirectory } from '../mailboxes.ts';
-import type { SecretStore } from '../secrets/secretStore.ts';
+import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
 import type { Housekeeping, HousekeepingReport, MigrationReport } from '../state/housekeeping.ts';
 import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
 import { type CredentialExpiry, describeCredentialExpiry } from '../tokens/credentialExpiry.ts';
+import { credentialKindOf } from '../tokens/credentialKinds.ts';
 import { requiresSignIn } from '../tokens/delegatedTokenSource.ts';
 
 /**
@@ -50,7 +51,7 @@ export function createTokenMaintenance(options: {
   /** Moves an older relay's state out of Key Vault, once (state/housekeeping.ts). */
   migrate: () => Promise<MigrationReport | undefined>;
   identity: RelayConfig['identity'];
-  secrets: SecretStore;
+  secrets: CachedSecretStore;
   now?: () => number;
 }): TokenMaintenance {
   const now = options.now ?? Date.now;
@@ -94,6 +95,11 @@ export function createTokenMaintenance(options: {
           : // Even recording the failure failed (the store is down): still report the mailbox.
             { mailbox: delegated[index] ?? '', ok: false, code: ensureRelayError(result.reason).code },
       );
+      // Read from the store, not this instance's cache: an instance that sat idle would otherwise announce
+      // the secret it read before a renewal, and the announcements would alternate between instances.
+      const storedCredential = credentialKindOf(options.identity).stored;
+      if (storedCredential !== undefined)
+        options.secrets.invalidate(storedCredential.secretName(options.identity));
       const credential = await describeCredentialExpiry(options.identity, options.secrets, now());
       await options.alerts.credentialChecked(credential).catch(() => undefined);
       await options.alerts.idle();

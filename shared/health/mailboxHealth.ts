@@ -280,9 +280,13 @@ export function createMailboxHealthStore(options: {
           ? credentialSeen.record
           : readCredential(),
       ]);
-      if (record?.lastError !== undefined || record?.needsConsent === true)
+      // A send on an access token issued before the sign-in died proves nothing about the sign-in: only a
+      // new sign-in (recordConnected) or a refresh that worked (recordRefresh) clears needsConsent.
+      if (record?.lastError !== undefined && record.needsConsent !== true)
         await change(mailbox, (previous) =>
-          previous?.disconnectedAt !== undefined ? undefined : success(keyOf(mailbox), at, previous),
+          previous?.disconnectedAt !== undefined || previous?.needsConsent === true
+            ? undefined
+            : success(keyOf(mailbox), at, previous),
         );
       if (credential?.lastError !== undefined)
         await credentialChange((previous) =>
