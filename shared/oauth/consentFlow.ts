@@ -181,6 +181,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       const client = await clients.newClientFor(mailbox);
       const clientInfo = query.get('client_info');
       let signedInAs: string;
+      let signedInAccount: string | undefined;
       try {
         // MSAL gets only the code and client_info: our state is checked above, and MSAL would try to
         // parse it as its own format.
@@ -189,6 +190,7 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
           { code, ...(clientInfo === null ? {} : { client_info: clientInfo }) },
         );
         signedInAs = result.account?.username ?? '';
+        signedInAccount = result.account?.homeAccountId;
       } catch (exchangeError) {
         return {
           kind: 'exchange_failed',
@@ -203,6 +205,11 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
           signedInAs: signedInAs === '' ? '(unknown account)' : signedInAs,
         };
       }
+      // A user deleted and created again under the same address is a new account: the sign-in just made
+      // is the one to keep, or a refresh could pick the old account's dead refresh token.
+      const cache = client.getTokenCache();
+      for (const account of await cache.getAllAccounts())
+        if (account.homeAccountId !== signedInAccount) await cache.removeAccount(account);
       const connectedAt = new Date(now());
       await options.onConnected(mailbox, connectedAt);
       return { kind: 'connected', mailbox, connectedAt };

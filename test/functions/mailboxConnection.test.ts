@@ -207,6 +207,22 @@ describe('disconnecting a delegated mailbox', () => {
     );
   });
 
+  it('keeps only the new account when a user re-created under the same address connects again', async () => {
+    // connect() registers the user again, with a new object id, as a re-created account has.
+    await connect(first, reports);
+    const stored = JSON.parse(vault.secretValue(tokenCacheSecretName(reports)) ?? '{}') as Record<
+      string,
+      Record<string, { home_account_id?: string }>
+    >;
+    expect(Object.keys(stored.Account ?? {})).toHaveLength(1);
+    const [account] = Object.values(stored.Account ?? {});
+    expect(Object.values(stored.RefreshToken ?? {}).map((token) => token.home_account_id)).toEqual([
+      account?.home_account_id,
+    ]);
+    harness.smtp.reset();
+    expect((await send(second, reports, 'after the account was re-created')).status).toBe(200);
+  });
+
   it('names the field or the mode when the address cannot be disconnected', async () => {
     const notDelegated = await disconnect(first, alerts);
     expect(notDelegated.status).toBe(400);
