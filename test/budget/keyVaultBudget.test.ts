@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oauthCallback } from '../../functions/oauthCallback.ts';
 import { bindHttp } from '../../functions/register.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
-import { type CachedSecretStore, createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
-import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
+import type { CachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import { submitSignInForm } from '../peers/signInPage.ts';
+import { openCachedKeyVaultStore } from '../support/keyVaultStore.ts';
 import {
   appClientSecret,
   capturingContext,
@@ -40,14 +40,7 @@ beforeAll(async () => {
   });
   vault = await startKeyVaultPeer({ authority: harness.identity.authority });
   vault.putSecretDirect('relay-client-secret', appClientSecret, { contentType: 'text/plain' });
-  const vaultStore = await createKeyVaultSecretStore({
-    vaultUrl: vault.vaultUrl,
-    credential: {
-      getToken: async () => ({ token: 'vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
-    },
-    clientOptions: { disableChallengeResourceVerification: true },
-  });
-  secrets = createCachedSecretStore(vaultStore, {
+  secrets = await openCachedKeyVaultStore(vault, {
     ttlSeconds: harness.config.secrets.cacheSeconds,
     now: () => clock,
   });

@@ -23,11 +23,11 @@ import { sendQueued } from '../../functions/sendQueued.ts';
 import type { RouteName } from '../../shared/api/routes.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
-import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
 import { emptyTokenCache, tokenCacheSecretName } from '../../shared/tokens/tokenCachePlugin.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
 import { connectMailbox } from '../support/connectMailbox.ts';
+import { openKeyVaultStore } from '../support/keyVaultStore.ts';
 import {
   appClientSecret,
   delegatedScope,
@@ -102,15 +102,7 @@ function recordingApp(app: FunctionApp): FunctionApp {
   return { ...app, http };
 }
 
-function openVaultStore() {
-  return createKeyVaultSecretStore({
-    vaultUrl: vault.vaultUrl,
-    credential: {
-      getToken: async () => ({ token: 'vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
-    },
-    clientOptions: { disableChallengeResourceVerification: true },
-  });
-}
+const openVaultStore = () => openKeyVaultStore(vault);
 
 async function newWatchedPage(viewport = { width: 1280, height: 900 }): Promise<Page> {
   const page = await session.newPage();

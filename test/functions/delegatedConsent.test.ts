@@ -16,10 +16,10 @@ import { tokenRefresh } from '../../functions/tokenRefresh.ts';
 import type { StatusReport } from '../../shared/delegated/statusReport.ts';
 import { createRuntime } from '../../shared/runtime.ts';
 import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
-import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
 import { tokenCacheSecretName } from '../../shared/tokens/tokenCachePlugin.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import { sharedTestCertificate } from '../peers/testCertificate.ts';
+import { openKeyVaultStore } from '../support/keyVaultStore.ts';
 import {
   appClientId,
   capturingContext,
@@ -125,15 +125,7 @@ async function send(from: string, apiKey = opsKey) {
   return { status: response.status, body: response.jsonBody as Record<string, Record<string, unknown>> };
 }
 
-function openVaultStore(vault: KeyVaultPeer) {
-  return createKeyVaultSecretStore({
-    vaultUrl: vault.vaultUrl,
-    credential: {
-      getToken: async () => ({ token: 'vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
-    },
-    clientOptions: { disableChallengeResourceVerification: true },
-  });
-}
+const openVaultStore = (vault: KeyVaultPeer) => openKeyVaultStore(vault);
 
 async function runTimer(): Promise<string[]> {
   const { context, lines } = capturingContext('tokenRefresh');

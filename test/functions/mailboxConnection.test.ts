@@ -8,12 +8,12 @@ import { send as sendFunction } from '../../functions/send.ts';
 import { RelayError } from '../../shared/errors.ts';
 import { connectionCheckSeconds } from '../../shared/health/mailboxHealth.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
-import { type CachedSecretStore, createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
-import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
+import type { CachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { tokenCacheSecretName } from '../../shared/tokens/tokenCachePlugin.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
 import { submitSignInForm } from '../peers/signInPage.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
+import { openCachedKeyVaultStore } from '../support/keyVaultStore.ts';
 import {
   appClientSecret,
   capturingContext,
@@ -43,16 +43,7 @@ let first: Runtime;
 let second: Runtime;
 let secondClock = 0;
 
-async function openVault(): Promise<CachedSecretStore> {
-  const store = await createKeyVaultSecretStore({
-    vaultUrl: vault.vaultUrl,
-    credential: {
-      getToken: async () => ({ token: 'vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
-    },
-    clientOptions: { disableChallengeResourceVerification: true },
-  });
-  return createCachedSecretStore(store, { ttlSeconds: 300 });
-}
+const openVault = () => openCachedKeyVaultStore(vault);
 
 async function connect(runtime: Runtime, mailbox: string): Promise<void> {
   harness.identity.registerUser({ username: mailbox });

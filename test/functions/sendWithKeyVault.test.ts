@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bindHttp } from '../../functions/register.ts';
 import { send as sendFunction } from '../../functions/send.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
-import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
-import { createKeyVaultSecretStore } from '../../shared/secrets/keyVaultSecretStore.ts';
+import type { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
+import { openCachedKeyVaultStore } from '../support/keyVaultStore.ts';
 import {
   appClientSecret,
   capturingContext,
@@ -23,14 +23,7 @@ beforeAll(async () => {
   harness = await startRelayHarness({ storeClientSecret: false });
   vault = await startKeyVaultPeer({ authority: harness.identity.authority });
   vault.putSecretDirect('relay-client-secret', appClientSecret, { contentType: 'text/plain' });
-  const vaultStore = await createKeyVaultSecretStore({
-    vaultUrl: vault.vaultUrl,
-    credential: {
-      getToken: async () => ({ token: 'vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
-    },
-    clientOptions: { disableChallengeResourceVerification: true },
-  });
-  secrets = createCachedSecretStore(vaultStore, { ttlSeconds: 300, now: () => clock });
+  secrets = await openCachedKeyVaultStore(vault, { now: () => clock });
   runtime = createRuntime(harness.config, secrets);
 });
 

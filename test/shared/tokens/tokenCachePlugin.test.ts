@@ -11,7 +11,6 @@ import {
   type CachedSecretStore,
   createCachedSecretStore,
 } from '../../../shared/secrets/cachedSecretStore.ts';
-import { createKeyVaultSecretStore } from '../../../shared/secrets/keyVaultSecretStore.ts';
 import {
   createTokenCachePlugin,
   emptyTokenCache,
@@ -19,6 +18,7 @@ import {
 } from '../../../shared/tokens/tokenCachePlugin.ts';
 import { type IdentityPeer, startIdentityPeer, submitSignInForm } from '../../peers/identityPeer.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../../peers/keyVaultPeer.ts';
+import { openKeyVaultStore } from '../../support/keyVaultStore.ts';
 
 const clientId = 'relay-app';
 const clientSecret = 'relay-app-secret-value';
@@ -52,15 +52,9 @@ afterAll(async () => {
 
 /** A relay instance's secret store: its own memory and Key Vault client over the one vault. */
 async function openSecrets(): Promise<CachedSecretStore> {
-  const store = await createKeyVaultSecretStore({
-    vaultUrl: vault.vaultUrl,
-    credential: {
-      getToken: async () => ({ token: 'vault-token', expiresOnTimestamp: Date.now() + 3_600_000 }),
-    },
-    clientOptions: { disableChallengeResourceVerification: true },
-    recoveryPollIntervalMs: 1,
+  return createCachedSecretStore(await openKeyVaultStore(vault, { recoveryPollIntervalMs: 1 }), {
+    ttlSeconds: 300,
   });
-  return createCachedSecretStore(store, { ttlSeconds: 300 });
 }
 
 /** The real MSAL client the relay builds for a mailbox, with the plugin over the given store. */
