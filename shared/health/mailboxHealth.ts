@@ -177,6 +177,21 @@ export function createMailboxHealthStore(options: {
     needsConsent: false,
   });
 
+  function recordMailboxFailure(
+    mailbox: string,
+    at: Date,
+    error: RelayError,
+    needsConsent: boolean,
+    extra: Partial<MailboxHealthRecord> = {},
+  ): Promise<void> {
+    return change(mailbox, (previous) =>
+      // A disconnected mailbox fails on purpose; that is not news.
+      previous?.disconnectedAt !== undefined
+        ? undefined
+        : { ...previous, ...extra, mailbox: keyOf(mailbox), lastError: errorOf(error, at), needsConsent },
+    );
+  }
+
   async function freshView(mailbox: string): Promise<MailboxHealthRecord | undefined> {
     const key = keyOf(mailbox);
     const known = seen.get(key);
@@ -237,18 +252,7 @@ export function createMailboxHealthStore(options: {
       );
     },
     async recordFailure(mailbox, at, error, needsConsent) {
-      await change(mailbox, (previous) =>
-        // A disconnected mailbox fails on purpose; that is not news.
-        previous?.disconnectedAt !== undefined
-          ? undefined
-          : {
-              ...previous,
-              mailbox: keyOf(mailbox),
-              lastRefreshAt: at.toISOString(),
-              lastError: errorOf(error, at),
-              needsConsent,
-            },
-      );
+      await recordMailboxFailure(mailbox, at, error, needsConsent, { lastRefreshAt: at.toISOString() });
     },
     async recordSendOutcome(mailbox, error) {
       const at = new Date(now());
@@ -260,16 +264,7 @@ export function createMailboxHealthStore(options: {
       }
       if (marks === 'mailbox') {
         const failure = error as RelayError;
-        await change(mailbox, (previous) =>
-          previous?.disconnectedAt !== undefined
-            ? undefined
-            : {
-                ...previous,
-                mailbox: keyOf(mailbox),
-                lastError: errorOf(failure, at),
-                needsConsent: requiresSignIn(failure),
-              },
-        );
+        await recordMailboxFailure(mailbox, at, failure, requiresSignIn(failure));
         return;
       }
       if (error !== undefined) return;

@@ -5,6 +5,7 @@ import type { MailboxDirectory } from '../mailboxes.ts';
 import { mailboxTag } from '../secrets/secretNames.ts';
 import type { SecretStore } from '../secrets/secretStore.ts';
 import { withStorage } from '../storage/storageErrors.ts';
+import { removeRowsWhere } from '../storage/tableRows.ts';
 import { tokenCachePurpose } from '../tokens/tokenCachePlugin.ts';
 import type { StateTable } from './stateTable.ts';
 
@@ -62,7 +63,7 @@ export function createHousekeeping(options: {
           const { idempotencyKeys } = tables;
           // createdAt is milliseconds as 13-digit text, so text order is time order.
           const cutoff = String(now() - IDEMPOTENCY_WINDOW_MS).padStart(13, '0');
-          return removeWhere(idempotencyKeys, `createdAt lt '${cutoff}'`);
+          return removeRowsWhere(idempotencyKeys, `createdAt lt '${cutoff}'`);
         },
         0,
       );
@@ -74,7 +75,10 @@ export function createHousekeeping(options: {
           await withStorage(tables.ready);
           const { statuses } = tables;
           const cutoff = new Date(now() - settledStatusRetentionMs).toISOString();
-          return removeWhere(statuses, `(state eq 'sent' or state eq 'failed') and updatedAt lt '${cutoff}'`);
+          return removeRowsWhere(
+            statuses,
+            `(state eq 'sent' or state eq 'failed') and updatedAt lt '${cutoff}'`,
+          );
         },
         0,
       );
@@ -86,23 +90,6 @@ export function createHousekeeping(options: {
       };
     },
   };
-}
-
-async function removeWhere(table: TableClient, filter: string): Promise<number> {
-  const rows = await withStorage(async () => {
-    const found: { partitionKey: string; rowKey: string }[] = [];
-    const query = table.listEntities<{ partitionKey: string; rowKey: string }>({
-      queryOptions: { filter, select: ['PartitionKey', 'RowKey'] },
-    });
-    for await (const row of query) found.push({ partitionKey: row.partitionKey, rowKey: row.rowKey });
-    return found;
-  });
-  let removed = 0;
-  for (const row of rows) {
-    if ((await withStorage(() => table.deleteEntity(row.partitionKey, row.rowKey), [404])) !== undefined)
-      removed += 1;
-  }
-  return removed;
 }
 
 /**

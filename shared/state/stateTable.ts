@@ -1,5 +1,6 @@
 import type { TableClient } from '@azure/data-tables';
 import { withStorage } from '../storage/storageErrors.ts';
+import { removeRowsWhere } from '../storage/tableRows.ts';
 
 /**
  * The relay's own state that every instance must see and that is not a secret: pending sign-ins, mailbox
@@ -134,21 +135,7 @@ export function createTableStateTable(table: TableClient, ready: () => Promise<v
     },
     async removeExpired(now) {
       await withStorage(ready);
-      const cutoff = String(Math.round(now)).padStart(13, '0');
-      const expired: (StateEntity & { etag?: string })[] = await withStorage(async () => {
-        const found: (StateEntity & { etag?: string })[] = [];
-        const query = table.listEntities<StateEntity>({
-          queryOptions: { filter: `expiresAt lt '${cutoff}'`, select: ['PartitionKey', 'RowKey'] },
-        });
-        for await (const row of query) found.push(row);
-        return found;
-      });
-      let removed = 0;
-      for (const row of expired) {
-        const deleted = await withStorage(() => table.deleteEntity(row.partitionKey, row.rowKey), [404]);
-        if (deleted !== undefined) removed += 1;
-      }
-      return removed;
+      return removeRowsWhere(table, `expiresAt lt '${String(Math.round(now)).padStart(13, '0')}'`);
     },
   };
 }
