@@ -6,7 +6,7 @@ import { bindHttp } from '../../functions/register.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import type { CachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
-import { submitSignInForm } from '../peers/signInPage.ts';
+import { connectMailbox } from '../support/connectMailbox.ts';
 import { openCachedKeyVaultStore } from '../support/keyVaultStore.ts';
 import {
   appClientSecret,
@@ -45,16 +45,7 @@ beforeAll(async () => {
     now: () => clock,
   });
   runtime = createRuntime(harness.config, secrets);
-  for (const mailbox of mailboxes) {
-    harness.identity.registerUser({ username: mailbox });
-    const started = await runtime.consent.start(mailbox);
-    const redirect = await submitSignInForm(started.authorizeUrl, { username: mailbox });
-    const outcome = await runtime.consent.complete(
-      redirect.searchParams,
-      new Map([[started.cookie.name, started.cookie.value]]),
-    );
-    expect(outcome.kind).toBe('connected');
-  }
+  for (const mailbox of mailboxes) await connectMailbox({ identity: harness.identity, runtime }, mailbox);
 }, 60_000);
 
 afterAll(async () => {

@@ -4,8 +4,8 @@ import { send as sendFunction } from '../../functions/send.ts';
 import { loadConfig } from '../../shared/config.ts';
 import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import { describeCredentialExpiry } from '../../shared/tokens/credentialExpiry.ts';
-import { submitSignInForm } from '../peers/identityPeer.ts';
 import { type ManagedIdentityPeer, startManagedIdentityPeer } from '../peers/managedIdentityPeer.ts';
+import { completeConsent } from '../support/connectMailbox.ts';
 import {
   appClientId,
   appClientSecret,
@@ -166,14 +166,7 @@ describe("a federated app's delegated mailboxes", () => {
   };
 
   /** Opens the consent URL, signs in as the mailbox on the identity peer's page, and completes the callback. */
-  async function connect(runtime: Runtime) {
-    const started = await runtime.consent.start(mailbox);
-    const callback = await submitSignInForm(started.authorizeUrl, { username: mailbox });
-    return runtime.consent.complete(
-      callback.searchParams,
-      new Map([[started.cookie.name, started.cookie.value]]),
-    );
-  }
+  const connect = (runtime: Runtime) => completeConsent(runtime, mailbox);
 
   it('blames the federated credential when Entra refuses it while redeeming the sign-in code', async () => {
     trustManagedIdentity();

@@ -11,8 +11,8 @@ import { createRuntime, type Runtime } from '../../shared/runtime.ts';
 import type { CachedSecretStore } from '../../shared/secrets/cachedSecretStore.ts';
 import { tokenCacheSecretName } from '../../shared/tokens/tokenCachePlugin.ts';
 import { type KeyVaultPeer, startKeyVaultPeer } from '../peers/keyVaultPeer.ts';
-import { submitSignInForm } from '../peers/signInPage.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
+import { connectMailbox } from '../support/connectMailbox.ts';
 import { openCachedKeyVaultStore } from '../support/keyVaultStore.ts';
 import {
   appClientSecret,
@@ -45,16 +45,8 @@ let secondClock = 0;
 
 const openVault = () => openCachedKeyVaultStore(vault);
 
-async function connect(runtime: Runtime, mailbox: string): Promise<void> {
-  harness.identity.registerUser({ username: mailbox });
-  const started = await runtime.consent.start(mailbox);
-  const redirect = await submitSignInForm(started.authorizeUrl, { username: mailbox });
-  const outcome = await runtime.consent.complete(
-    redirect.searchParams,
-    new Map([[started.cookie.name, started.cookie.value]]),
-  );
-  expect(outcome.kind).toBe('connected');
-}
+const connect = (runtime: Runtime, mailbox: string, options: { recreatedUser?: boolean } = {}) =>
+  connectMailbox({ identity: harness.identity, runtime }, mailbox, options);
 
 function send(runtime: Runtime, from: string, subject = 'connection test') {
   return bindHttp(sendFunction, runtime)(
@@ -199,8 +191,8 @@ describe('disconnecting a delegated mailbox', () => {
   });
 
   it('keeps only the new account when a user re-created under the same address connects again', async () => {
-    // connect() registers the user again, with a new object id, as a re-created account has.
-    await connect(first, reports);
+    // A new object id under the same address, as a re-created account has.
+    await connect(first, reports, { recreatedUser: true });
     const stored = JSON.parse(vault.secretValue(tokenCacheSecretName(reports)) ?? '{}') as Record<
       string,
       Record<string, { home_account_id?: string }>

@@ -10,7 +10,6 @@ import { createCachedSecretStore } from '../../shared/secrets/cachedSecretStore.
 import { createFileSecretStore } from '../../shared/secrets/fileSecretStore.ts';
 import type { SecretStore } from '../../shared/secrets/secretStore.ts';
 import { type RunningHttpsServer, readBody, startHttpsServer } from '../peers/httpsServer.ts';
-import type { IdentityPeer } from '../peers/identityPeer.ts';
 import { sharedTestCertificate } from '../peers/testCertificate.ts';
 import { type Azurite, startAzurite } from '../support/azurite.ts';
 import { connectMailbox } from '../support/connectMailbox.ts';
@@ -106,23 +105,9 @@ async function alertMails(from = 0) {
   );
 }
 
-const objectIds = new Map<string, string>();
-
-/**
- * Connects the mailbox through instance A's consent flow as the same Entra user each time: the support
- * helper registers the user anew (a new object id) on every call, while a real user keeps its object id.
- */
-async function connectAsSameUser(mailbox: string): Promise<void> {
-  const identity: IdentityPeer = {
-    ...harness.identity,
-    registerUser: (user) => {
-      const registered = harness.identity.registerUser({ ...user, oid: objectIds.get(user.username) });
-      objectIds.set(user.username, registered.oid);
-      return registered;
-    },
-  };
-  await connectMailbox({ ...harness, identity, runtime: instanceA }, mailbox);
-}
+/** Connects the mailbox through instance A's consent flow, as the same Entra user each time. */
+const connectAsSameUser = (mailbox: string) =>
+  connectMailbox({ identity: harness.identity, runtime: instanceA }, mailbox);
 
 /** Stores the app's client secret the way an administrator does: in the vault, read by both instances afresh. */
 async function storeClientSecret(expiresOn: Date): Promise<void> {

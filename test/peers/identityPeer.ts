@@ -125,6 +125,8 @@ export interface IdentityPeer {
   tokenEndpoint: string;
   registerClient(client: ClientRegistration): void;
   registerUser(user: UserRegistration): RegisteredUser;
+  /** The user registered under this name, if any. */
+  userNamed(username: string): RegisteredUser | undefined;
   /** Every refresh token issued so far to this user stops working (400 invalid_grant, AADSTS700082). */
   revokeRefreshTokensFor(username: string): void;
   tokenRequests: TokenRequestRecord[];
@@ -840,6 +842,10 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
       };
       usersByName.set(username.toLowerCase(), user);
       return user;
+    },
+
+    userNamed(username) {
+      return usersByName.get(username.toLowerCase());
     },
 
     revokeRefreshTokensFor(username) {
