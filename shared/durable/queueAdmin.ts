@@ -4,7 +4,7 @@ import { RelayError } from '../errors.ts';
 import type { CallerQueueQuota } from '../limits/callerQueueQuota.ts';
 import { poisonQueueName, type RelayStorage } from '../storage/relayStorage.ts';
 import { withStorage } from '../storage/storageErrors.ts';
-import { parseJob, type QueuedSendJob, type SendQueue } from './sendQueue.ts';
+import { decodeJob, type QueuedSendJob, type SendQueue } from './sendQueue.ts';
 import type { SendError, SendState, SendStatus } from './sendStatus.ts';
 
 /**
@@ -88,21 +88,6 @@ interface PoisonMessage {
 
 interface HeldMessage extends PoisonMessage {
   popReceipt: string;
-}
-
-/** The relay writes jobs base64-encoded (shared/durable/sendQueue.ts); a host set to `none` would not. */
-function decodeJob(messageText: string): QueuedSendJob | undefined {
-  const candidates = /^[A-Za-z0-9+/]+={0,2}$/.test(messageText)
-    ? [Buffer.from(messageText, 'base64').toString('utf8'), messageText]
-    : [messageText];
-  for (const candidate of candidates) {
-    try {
-      return parseJob(candidate);
-    } catch {
-      // Not this encoding; the next candidate, or not a relay job at all.
-    }
-  }
-  return undefined;
 }
 
 const toPoisonMessage = (item: PeekedMessageItem): PoisonMessage => ({

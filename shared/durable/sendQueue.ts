@@ -51,6 +51,15 @@ export function encodeJob(job: QueuedSendJob): string {
   return Buffer.from(JSON.stringify(job), 'utf8').toString('base64');
 }
 
+/** encodeJob's inverse, for a queue message read directly (the poison queue); undefined for anything else. */
+export function decodeJob(messageText: string): QueuedSendJob | undefined {
+  try {
+    return parseJob(Buffer.from(messageText, 'base64').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 /** The queue trigger hands over the decoded message: an object when it was JSON, else text. */
 export function parseJob(queueItem: unknown): QueuedSendJob {
   let value = queueItem;
