@@ -78,6 +78,35 @@ const callerRule = z.strictObject({
 
 export type CallerRule = z.output<typeof callerRule>;
 
+/**
+ * A caller's name scopes its send status and its Idempotency-Keys, so two callers of one name (in any case)
+ * would read each other's; and callers are matched by key in the order listed, so a second caller with
+ * the same key could never be matched.
+ */
+const callerRules = z.array(callerRule).superRefine((rules, ctx) => {
+  const byName = new Map<string, number>();
+  const byKey = new Map<string, number>();
+  for (const [index, rule] of rules.entries()) {
+    const name = rule.name.trim().toLowerCase();
+    const sameName = byName.get(name);
+    if (sameName === undefined) byName.set(name, index);
+    else
+      ctx.addIssue({
+        code: 'custom',
+        path: [index, 'name'],
+        message: `"${rule.name}" is the name of caller ${sameName} ("${rules[sameName]?.name}") too (names compare case-insensitively); each caller needs its own name, since its send status and Idempotency-Keys are kept under it`,
+      });
+    const sameKey = byKey.get(rule.keySha256);
+    if (sameKey === undefined) byKey.set(rule.keySha256, index);
+    else
+      ctx.addIssue({
+        code: 'custom',
+        path: [index, 'keySha256'],
+        message: `"${rule.name}" has the keySha256 of caller ${sameKey} ("${rules[sameKey]?.name}"); each caller needs its own API key (npm run caller-key creates one), else the first listed is always the one matched`,
+      });
+  }
+});
+
 /** How the relay gets tokens for a sender mailbox: the app's own identity, or the mailbox's consented sign-in. */
 const mailboxMode = z.enum(['app', 'delegated']);
 
@@ -156,12 +185,39 @@ const extraCaPem = optionalText.transform((value, ctx) => {
   }
 });
 
+/** A directory (tenant) id. */
+const tenantGuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True when RELAY_TENANT_ID is the tenant's id rather than one of its domains. */
+export function isTenantGuid(tenantId: string): boolean {
+  return tenantGuidPattern.test(tenantId);
+}
+
+/**
+ * Entra's multi-tenant aliases sign in any tenant's (or any personal) account, and client credentials
+ * cannot use them at all: the relay works for one tenant, named by its id or one of its verified domains.
+ */
+const multiTenantAliases = ['common', 'organizations', 'consumers'];
+const tenantDomainPattern = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
+
+const tenantId = optionalText.refine(
+  (value) =>
+    value === undefined ||
+    (!multiTenantAliases.includes(value.toLowerCase()) &&
+      (isTenantGuid(value) || tenantDomainPattern.test(value))),
+  {
+    error: (issue) =>
+      `${multiTenantAliases.includes(String(issue.input).toLowerCase()) ? `"${String(issue.input)}" signs in accounts of any tenant; ` : ''}the relay needs its tenant's id (a GUID, Entra ID > Overview > Tenant ID) or one of its verified domains (contoso.onmicrosoft.com): app-only tokens and delegated sign-ins are both for that one tenant`,
+  },
+);
+
 export const relaySettings = {
   identity: {
     tenantId: setting({
       name: 'RELAY_TENANT_ID',
-      parse: optionalText,
-      description: 'Directory (tenant) ID of the Entra app registration',
+      parse: tenantId,
+      description:
+        'Directory (tenant) ID of the Entra app registration (a GUID) or a verified domain; not common, organizations or consumers',
     }),
     clientId: setting({
       name: 'RELAY_CLIENT_ID',
@@ -292,7 +348,7 @@ export const relaySettings = {
   callers: setting({
     name: 'RELAY_CALLERS',
     default: '[]',
-    parse: jsonSetting(z.array(callerRule)),
+    parse: jsonSetting(callerRules),
     description: 'JSON array of `{ "name", "keySha256", "senders": [...] }`',
   }),
   // Mailboxes with a declared mode; any other sender is sent app-only (the relay's original behaviour).

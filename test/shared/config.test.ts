@@ -88,6 +88,49 @@ describe('configuration', () => {
     ]);
   });
 
+  it('refuses two callers with the same name, compared case-insensitively, naming both', () => {
+    const problems = problemsOf({
+      RELAY_CALLERS: JSON.stringify([
+        { name: 'alerts-app', keySha256: 'a'.repeat(64), senders: ['alerts@contoso.com'] },
+        { name: 'billing-app', keySha256: 'b'.repeat(64), senders: ['billing@contoso.com'] },
+        { name: 'Alerts-App', keySha256: 'c'.repeat(64), senders: ['ops@contoso.com'] },
+      ]),
+    });
+    expect(problems).toEqual([
+      'RELAY_CALLERS at 2.name: "Alerts-App" is the name of caller 0 ("alerts-app") too (names compare case-insensitively); each caller needs its own name, since its send status and Idempotency-Keys are kept under it',
+    ]);
+  });
+
+  it('refuses two callers with the same keySha256, since the first listed would always be the one matched', () => {
+    const problems = problemsOf({
+      RELAY_CALLERS: JSON.stringify([
+        { name: 'alerts-app', keySha256: 'a'.repeat(64), senders: ['alerts@contoso.com'] },
+        { name: 'billing-app', keySha256: 'A'.repeat(64), senders: ['billing@contoso.com'] },
+      ]),
+    });
+    expect(problems).toEqual([
+      'RELAY_CALLERS at 1.keySha256: "billing-app" has the keySha256 of caller 0 ("alerts-app"); each caller needs its own API key (npm run caller-key creates one), else the first listed is always the one matched',
+    ]);
+  });
+
+  it('refuses the multi-tenant aliases for RELAY_TENANT_ID, asking for the tenant id or a domain', () => {
+    for (const alias of ['common', 'organizations', 'consumers', 'Common']) {
+      const problems = problemsOf({ RELAY_TENANT_ID: alias });
+      expect(problems, alias).toHaveLength(1);
+      expect(problems[0], alias).toMatch(
+        new RegExp(
+          `^RELAY_TENANT_ID: "${alias}" signs in accounts of any tenant; the relay needs its tenant's id \\(a GUID`,
+        ),
+      );
+      expect(problems[0], alias).toContain('one of its verified domains');
+    }
+    expect(problemsOf({ RELAY_TENANT_ID: 'not a tenant' })).toEqual([
+      expect.stringMatching(/^RELAY_TENANT_ID: the relay needs its tenant's id \(a GUID/),
+    ]);
+    for (const accepted of ['72f988bf-86f1-41af-91ab-2d7cd011db47', 'contoso.onmicrosoft.com', 'contoso.com'])
+      expect(problemsOf({ RELAY_TENANT_ID: accepted }), accepted).toEqual([]);
+  });
+
   it('takes a sender or mailbox only in the address form a send request accepts', () => {
     const callers = (senders: string[]) =>
       JSON.stringify([{ name: 'app', keySha256: 'a'.repeat(64), senders }]);
