@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isTenantGuid } from '../config.ts';
 import { invalidRequest, RelayError } from '../errors.ts';
 import { isMailboxAddress } from '../mailAddress.ts';
 import { consentCallbackUrl, type MailboxDirectory } from '../mailboxes.ts';
@@ -15,6 +16,12 @@ import { type PendingConsents, pendingConsentLifetimeSeconds } from './pendingCo
  * own format), redeems the code with MSAL, and keeps the sign-in only
  * when the account that signed in is the mailbox being connected: the token cache plugin refuses to store
  * any other account, and the outcome names who signed in.
+ *
+ * The sign-in must also be of the relay's tenant. With RELAY_TENANT_ID a tenant id, the ID token's `tid`
+ * must be that id: otherwise nothing is kept (the token cache plugin stores no ID token of another tenant)
+ * and the outcome names both tenants. With a domain there is no id to compare with: Entra resolves a
+ * verified domain to the one tenant that owns it and issues that tenant's tokens, so `tid` could only be
+ * compared with Entra's own answer; the GUID is what gives the check (docs say so).
  */
 export const consentScopes = ['offline_access', 'openid', 'profile'];
 
@@ -38,6 +45,7 @@ export type StateProblem = 'missing' | 'unknown' | 'expired' | 'other_browser';
 export type ConsentOutcome =
   | { kind: 'connected'; mailbox: string; connectedAt: Date }
   | { kind: 'wrong_account'; mailbox: string; signedInAs: string }
+  | { kind: 'wrong_tenant'; mailbox: string; signedInTenant: string; configuredTenant: string }
   | { kind: 'state_rejected'; problem: StateProblem }
   | { kind: 'identity_error'; mailbox: string; error: string; description: string; aadsts?: number }
   | { kind: 'exchange_failed'; mailbox: string; failure: RelayError };
@@ -182,6 +190,8 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       const clientInfo = query.get('client_info');
       let signedInAs: string;
       let signedInAccount: string | undefined;
+      let signedInTenant: string;
+      let configuredTenant: string;
       try {
         // MSAL gets only the code and client_info: our state is checked above, and MSAL would try to
         // parse it as its own format.
@@ -191,11 +201,22 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
         );
         signedInAs = result.account?.username ?? '';
         signedInAccount = result.account?.homeAccountId;
+        // MSAL's tenantId is the ID token's `tid` claim (empty without one).
+        signedInTenant = result.tenantId;
+        configuredTenant = tenantOfAuthority(result.authority);
       } catch (exchangeError) {
         return {
           kind: 'exchange_failed',
           mailbox,
           failure: clients.mapError(exchangeError),
+        };
+      }
+      if (isTenantGuid(configuredTenant) && signedInTenant.toLowerCase() !== configuredTenant.toLowerCase()) {
+        return {
+          kind: 'wrong_tenant',
+          mailbox,
+          signedInTenant: signedInTenant === '' ? '(no tenant)' : signedInTenant,
+          configuredTenant,
         };
       }
       if (signedInAs.toLowerCase() !== mailbox) {
@@ -215,4 +236,12 @@ export function createConsentFlow(options: ConsentFlowOptions): ConsentFlow {
       return { kind: 'connected', mailbox, connectedAt };
     },
   };
+}
+
+/**
+ * The tenant the code was redeemed against: MSAL's authority is `<authority host>/<RELAY_TENANT_ID>/`, so
+ * this is the configured tenant exactly as the client used it.
+ */
+function tenantOfAuthority(authority: string): string {
+  return new URL(authority).pathname.split('/').find((segment) => segment !== '') ?? '';
 }

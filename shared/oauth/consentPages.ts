@@ -6,7 +6,9 @@ import type { ConsentOutcome, StateProblem } from './consentFlow.ts';
  * The small HTML pages a person sees at the end of the consent flow. Everything echoed is HTML-escaped;
  * no page ever contains the authorization code, a token or a secret (only addresses, codes and times).
  * The callback is anonymous, so a failure page names the error code and the request id and nothing of the
- * configuration (setting names, vault or tenant): the log line with the same request id has the detail.
+ * configuration (setting names, vault), the log line with the same request id has the detail. The one
+ * exception is a sign-in of another tenant: the person must see both tenant ids to sign in with the right
+ * account, and the page only reaches the browser that started the consent (its state and cookie matched).
  */
 export const consentPagePolicy =
   "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
@@ -86,6 +88,11 @@ export function renderConsentOutcome(outcome: ConsentOutcome, requestId: string)
         `You signed in as ${outcome.signedInAs}, but this link connects ${outcome.mailbox}.`,
         'Nothing was stored. Open the start link again and sign in as the mailbox (use "Use another account").',
       ]);
+    case 'wrong_tenant':
+      return page(409, 'Signed in to a different tenant', [
+        `You signed in with an account of tenant ${outcome.signedInTenant}, but the relay works for tenant ${outcome.configuredTenant}, so ${outcome.mailbox} was not connected.`,
+        `Nothing was stored. Open the start link again and sign in as ${outcome.mailbox} with its account in tenant ${outcome.configuredTenant}.`,
+      ]);
     case 'state_rejected':
       return page(400, 'This sign-in link cannot be used', [
         stateProblems[outcome.problem],
@@ -118,6 +125,8 @@ export function describeOutcome(outcome: ConsentOutcome): string {
       return `${outcome.mailbox} ${outcome.error}${outcome.aadsts === undefined ? '' : ` AADSTS${outcome.aadsts}`}`;
     case 'exchange_failed':
       return `${outcome.mailbox} ${outcome.failure.code}`;
+    case 'wrong_tenant':
+      return `${outcome.mailbox} signed in to tenant ${outcome.signedInTenant}, not ${outcome.configuredTenant}`;
     default:
       return outcome.mailbox;
   }

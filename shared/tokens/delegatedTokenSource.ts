@@ -1,5 +1,5 @@
 import type { AccountInfo, ConfidentialClientApplication } from '@azure/msal-node';
-import type { RelayConfig } from '../config.ts';
+import { isTenantGuid, type RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import type { MailboxDirectory } from '../mailboxes.ts';
 import type { CachedSecretStore } from '../secrets/cachedSecretStore.ts';
@@ -30,7 +30,10 @@ export function createDelegatedClients(
   secrets: CachedSecretStore,
 ): DelegatedClients {
   const clients = createConfidentialClients(identity, secrets);
-  const cachePluginFor = (mailbox: string) => createTokenCachePlugin({ secrets, mailbox, scope });
+  const tenantId =
+    identity.tenantId !== undefined && isTenantGuid(identity.tenantId) ? identity.tenantId : undefined;
+  const cachePluginFor = (mailbox: string) =>
+    createTokenCachePlugin({ secrets, mailbox, scope, ...(tenantId === undefined ? {} : { tenantId }) });
   return {
     clientFor(mailbox) {
       const key = mailbox.toLowerCase();

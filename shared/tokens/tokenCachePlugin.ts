@@ -10,6 +10,7 @@ import type { SecretStore } from '../secrets/secretStore.ts';
  * address. Written back only when MSAL says the cache changed, and only when what would be written is
  * safe to keep:
  * - every account in it is the mailbox itself (a different account that signed in is never stored);
+ * - with a tenant id configured, every ID token in it is of that tenant (a sign-in elsewhere is never stored);
  * - it still holds a refresh token whenever the stored one did (a good sign-in is never replaced by less);
  * - expired access tokens and tokens for other scopes are dropped.
  * Key Vault keeps every version and the file store renames a complete file over the old one, so the last
@@ -45,6 +46,8 @@ export function tokenCacheSecretName(mailbox: string): string {
 /** The fields of MSAL's serialized cache entities (msal-node's Serializer) that the pruning reads. */
 interface SerializedEntity {
   home_account_id?: string;
+  /** For an ID token, its `tid`. */
+  realm?: string;
   username?: string;
   secret?: string;
   target?: string;
@@ -58,6 +61,8 @@ export interface TokenCachePluginOptions {
   mailbox: string;
   /** The delegated SMTP scope; access tokens for anything else are not worth persisting. */
   scope: string;
+  /** RELAY_TENANT_ID when it is a tenant id (a GUID): ID tokens of any other tenant are not stored. */
+  tenantId?: string;
   now?: () => number;
 }
 
@@ -82,7 +87,7 @@ export function createTokenCachePlugin(options: TokenCachePluginOptions): ICache
     async afterCacheAccess(context: TokenCacheContext): Promise<void> {
       if (!context.cacheHasChanged || replacingMemory.getStore() === true) return;
       const cache = JSON.parse(context.tokenCache.serialize()) as SerializedCache;
-      if (!onlyAccountsOf(cache, mailbox)) return;
+      if (!onlyAccountsOf(cache, mailbox) || !onlyTenant(cache, options.tenantId)) return;
       const previous = knownValue === undefined ? {} : parse(knownValue);
       if (!hasRefreshToken(cache) && hasRefreshToken(previous)) return;
       const value = fitForStore(pruneAccessTokens(cache, options.scope, now()), previous, mailbox);
@@ -139,6 +144,12 @@ function entries(cache: SerializedCache, kind: string): [string, SerializedEntit
 function onlyAccountsOf(cache: SerializedCache, mailbox: string): boolean {
   const accounts = entries(cache, 'Account');
   return accounts.length > 0 && accounts.every(([, account]) => account.username?.toLowerCase() === mailbox);
+}
+
+function onlyTenant(cache: SerializedCache, tenantId: string | undefined): boolean {
+  if (tenantId === undefined) return true;
+  const wanted = tenantId.toLowerCase();
+  return entries(cache, 'IdToken').every(([, idToken]) => idToken.realm?.toLowerCase() === wanted);
 }
 
 function hasRefreshToken(cache: SerializedCache): boolean {

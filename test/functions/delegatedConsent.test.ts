@@ -285,6 +285,29 @@ describe('connecting a delegated mailbox in a browser', () => {
     expect(after[tokenCacheSecretName(reports)]).toBeUndefined();
   });
 
+  it('refuses a sign-in whose ID token is of another tenant with a 409 page naming both, and stores nothing', async () => {
+    const otherTenant = '0f0e0d0c-0b0a-4909-8807-060504030201';
+    harness.identity.registerUser({ username: unconnected, idTokenTenantId: otherTenant });
+    try {
+      const before = await storedSecrets();
+      const outcome = await connectInBrowser(unconnected, unconnected);
+      expect(outcome.status).toBe(409);
+      expect(outcome.heading).toBe('Signed in to a different tenant');
+      expect(outcome.text).toContain(
+        `You signed in with an account of tenant ${otherTenant}, but the relay works for tenant ${harness.identity.tenantId}`,
+      );
+      expect(outcome.text).toContain('Nothing was stored');
+      expect(outcome.text).not.toMatch(/code=|eyJ/);
+      const after = await storedSecrets();
+      const withoutPending = (secrets: Record<string, StoredSecret>) =>
+        Object.fromEntries(Object.entries(secrets).filter(([name]) => !name.startsWith('oauth-pending-')));
+      expect(withoutPending(after)).toEqual(withoutPending(before));
+      expect(after[tokenCacheSecretName(unconnected)]).toBeUndefined();
+    } finally {
+      harness.identity.registerUser({ username: unconnected });
+    }
+  });
+
   it('shows a readable page when the user declines consent (AADSTS65004)', async () => {
     const outcome = await connectInBrowser(reports, reports, true);
     expect(outcome.status).toBe(400);

@@ -62,12 +62,18 @@ export interface UserRegistration {
    * Key Vault's 25 KB in tests.
    */
   groups?: string[];
+  /**
+   * The `tid` of the user's ID tokens; the peer's tenant when omitted. Another value imitates a sign-in
+   * whose ID token names another tenant than the one the relay is configured for.
+   */
+  idTokenTenantId?: string;
 }
 
 export interface RegisteredUser {
   username: string;
   oid: string;
   groups?: string[];
+  idTokenTenantId?: string;
 }
 
 export type GrantType = 'client_credentials' | 'authorization_code' | 'refresh_token' | (string & {});
@@ -336,7 +342,7 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
         // Entra's sub is pairwise: stable per user and application.
         sub: createHash('sha256').update(`${user.oid}:${clientId}`).digest('base64url'),
         oid: user.oid,
-        tid: tenantId,
+        tid: user.idTokenTenantId ?? tenantId,
         preferred_username: user.username,
         name: user.username,
         ver: '2.0',
@@ -834,11 +840,12 @@ export async function startIdentityPeer(options: IdentityPeerOptions = {}): Prom
       });
     },
 
-    registerUser({ username, oid, groups }) {
+    registerUser({ username, oid, groups, idTokenTenantId }) {
       const user: RegisteredUser = {
         username,
         oid: oid ?? randomUUID(),
         ...(groups === undefined ? {} : { groups }),
+        ...(idTokenTenantId === undefined ? {} : { idTokenTenantId }),
       };
       usersByName.set(username.toLowerCase(), user);
       return user;
