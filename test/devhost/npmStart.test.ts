@@ -69,7 +69,7 @@ beforeAll(async () => {
   child.stderr?.on('data', (chunk: Buffer) => {
     output += chunk.toString();
   });
-  // The script builds first (tsc), which takes a while on a busy machine.
+  // The script builds first (the bundle, scripts/bundle.mjs), which takes a while on a busy machine.
   origin = (await waitForOutput(/Listening on (http:\/\/\S+)/, 120_000))[1] ?? '';
 }, 150_000);
 
