@@ -6,10 +6,12 @@ import type { MailboxTransport } from './mailboxTransports.ts';
 import { isTokenRejected, mapSmtpError, type SmtpFailure } from './smtpErrors.ts';
 
 /**
- * The one sending pipeline for app-only and delegated mailboxes alike: make sure a token can be had (so an
- * identity failure surfaces as itself, not as an SMTP error), send through one of the mailbox's sessions
- * (shared/smtp/mailboxTransports.ts), and when
- * Exchange answers 535 5.7.3 to a token, fetch one fresh token and try once more (nothing was sent yet).
+ * The one sending pipeline for app-only and delegated mailboxes alike: ask for the token and, while it is on
+ * its way, open the SMTP connection (the session's login waits for the token in nodemailer's
+ * provisionCallback), so a cold send pays the longer of the two rather than their sum. An identity failure
+ * still surfaces as itself, not as the SMTP login failure it causes, and before any message byte. Sends go
+ * through one of the mailbox's sessions (shared/smtp/mailboxTransports.ts); when Exchange answers 535 5.7.3
+ * to a token, fetch one fresh token and try once more (nothing was sent yet).
  */
 export interface SendOutcome {
   messageId: string;
@@ -20,8 +22,10 @@ export interface SendOutcome {
 
 export interface MailSender {
   /**
-   * Makes sure a token can be had before a session slot is taken: an identity failure (or a delegated
-   * mailbox that needs a new sign-in) then costs no slot, and a pool can fail over at once.
+   * Starts the token request before a session slot is taken, and fails when the token provider already
+   * knows the answer is a failure (a delegated mailbox that needs a new sign-in, a cached refusal): that
+   * costs no slot, and a pool can fail over at once. A request still on its way is left to run while the
+   * session connects; should it fail, the send fails with its error and the session is given up at once.
    */
   prepare(mailbox: string): Promise<void>;
   /** Sends on `session`, a session of `mailbox` the caller holds. */
@@ -41,15 +45,28 @@ export function createMailSender(smtp: RelayConfig['smtp'], tokens: MailboxToken
     };
   }
 
+  /** The token for the mailbox's next login: joins a request under way (the token cache is single-flight). */
+  function tokenFor(mailbox: string): Promise<unknown> {
+    const token: Promise<unknown> = tokens(mailbox, { forceRefresh: false });
+    // Read only when the send fails; never an unhandled rejection when a live session needed no login.
+    token.catch(() => undefined);
+    return token;
+  }
+
   return {
     async prepare(mailbox) {
-      await tokens(mailbox, { forceRefresh: false });
+      const token = tokenFor(mailbox);
+      // A provider that answers from memory settles before the next turn of the event loop; one that has
+      // to ask Entra ID or the vault does not, and is overlapped with the connection instead.
+      await Promise.race([token, new Promise((resolve) => setImmediate(resolve))]);
     },
     async send(mailbox, message, session) {
-      await tokens(mailbox, { forceRefresh: false });
+      const token = tokenFor(mailbox);
       try {
         return await deliver(session, message);
       } catch (error) {
+        // The login failed for want of a token: the identity failure is the cause to report.
+        await token;
         if (!isTokenRejected(error as SmtpFailure)) throw mapSmtpError(error, context(mailbox));
       }
       await tokens(mailbox, { forceRefresh: true });

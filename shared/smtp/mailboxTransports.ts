@@ -14,7 +14,10 @@ import { smtpConnectionOptions } from './connectionOptions.ts';
  * at a time, and keeps its slot renewed while it lives. A session idle for IDLE_SESSION_MS (2 s) is closed and
  * its slot given back, so another instance can use it and nothing is kept per sender that is not used.
  * At most MAX_LIVE_SESSIONS live in one instance: beyond that the least recently used idle one is closed.
- * Each new connection asks the relay's token cache for a token through nodemailer's provisionCallback.
+ * Each new connection asks the relay's token cache for a token through nodemailer's provisionCallback, once
+ * connected: the token may still be on its way while the connection opens (shared/smtp/mailSender.ts). A
+ * session whose login found no token is given up when its use ends, so its slot does not wait for the idle
+ * timeout.
  */
 export type MailboxTransport = Transporter<SMTPPoolSentMessageInfo, SMTPPoolOptions>;
 
@@ -67,7 +70,7 @@ export function createMailboxTransports(
   const openingFor = new Map<string, number>();
   const released = new Set<() => void>();
 
-  function createTransport(mailbox: string): MailboxTransport {
+  function createTransport(mailbox: string, onTokenFailure: () => void): MailboxTransport {
     return nodemailer.createTransport({
       pool: true,
       // One connection per session: the slot is the limit, the pool keeps the connection and its login.
@@ -83,7 +86,10 @@ export function createMailboxTransports(
           tokens(mailbox, { forceRefresh: renew }).then(
             // Passing the expiry matters: without it nodemailer keeps a token forever.
             (token) => callback(null, token.accessToken, token.renewAfter.getTime()),
-            (error: Error) => callback(error),
+            (error: Error) => {
+              onTokenFailure();
+              callback(error);
+            },
           );
         },
       },
@@ -131,7 +137,7 @@ export function createMailboxTransports(
     const session: Session = {
       key,
       held,
-      transport: pooled ? createTransport(key) : undefined,
+      transport: undefined,
       busy: true,
       lost: false,
       lastUsed: Date.now(),
@@ -145,6 +151,7 @@ export function createMailboxTransports(
       }, SESSION_RENEW_MS),
     };
     session.renewTimer.unref();
+    if (pooled) session.transport = createTransport(key, () => lose(session));
     const list = sessions.get(key) ?? [];
     list.push(session);
     sessions.set(key, list);
