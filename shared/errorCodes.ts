@@ -32,8 +32,24 @@ export interface ErrorCodeEntry {
 
 const relayErrorCodes = {
   // The request itself.
-  unsupported_media_type: { status: 415, area: 'request', title: 'The body is not JSON.' },
+  unsupported_media_type: {
+    status: 415,
+    area: 'request',
+    title: 'The body is neither JSON nor (on /api/send) a raw MIME message.',
+  },
   invalid_json: { status: 400, area: 'request', title: 'The body is empty or not valid JSON.' },
+  request_too_complex: {
+    status: 400,
+    area: 'request',
+    title: 'The JSON body nests deeper or holds more values than any send request needs.',
+    remedy: 'Send the request as documented; the message names the bound that was exceeded.',
+  },
+  invalid_mime: {
+    status: 400,
+    area: 'request',
+    title: 'The raw MIME message (Content-Type: message/rfc822) is malformed or breaks a header rule.',
+    remedy: 'Fix the header the message names; nothing was sent.',
+  },
   request_too_large: {
     status: 413,
     area: 'request',

@@ -23,3 +23,13 @@ export function isDomainWildcard(value: string): boolean {
 export function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1);
 }
+
+/**
+ * The one way an address is compared (caller grants, sender routes, mailbox modes, limits): ASCII letters
+ * folded to lower case and nothing else. Mail systems fold only ASCII case in domains and (by convention)
+ * local parts; String.toLowerCase also folds U+212A KELVIN SIGN to `k` and U+0130 to `i̇`, so an address that
+ * Exchange treats as another mailbox would pass a check made for this one.
+ */
+export function canonicalMailbox(address: string): string {
+  return address.trim().replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
