@@ -79,10 +79,30 @@ function serializeCookie(cookie: Cookie): string {
   ].join('; ');
 }
 
-async function readBody(request: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+/**
+ * The request as the Functions host hands it over in HTTP streaming mode (functions/register.ts): a web
+ * Request whose body streams from the connection, as @azure/functions' createStreamRequest builds it
+ * (node_modules/@azure/functions/src/http/HttpRequest.ts), so a handler reads the body while it arrives.
+ * GET and HEAD carry none (the Request constructor refuses one).
+ */
+function streamedRequest(
+  incoming: IncomingMessage,
+  url: URL,
+  headers: Record<string, string>,
+  params: Record<string, string>,
+): InstanceType<typeof HttpRequest> {
+  const method = incoming.method ?? 'GET';
+  const bodyless = method === 'GET' || method === 'HEAD';
+  if (bodyless) incoming.resume();
+  const nativeRequest = new Request(url, {
+    method,
+    headers,
+    ...(bodyless ? {} : { body: Readable.toWeb(incoming) as ReadableStream<Uint8Array>, duplex: 'half' }),
+  } as RequestInit);
+  // `nativeRequest` is the library's internal init, the one its stream mode uses; not in its public types.
+  return new HttpRequest({ nativeRequest, params } as unknown as ConstructorParameters<
+    typeof HttpRequest
+  >[0]);
 }
 
 function contextFor(functionName: string, log: DevHostOptions['log'], invocation: number): InvocationContext {
@@ -121,15 +141,7 @@ export async function startDevHost(options: DevHostOptions): Promise<DevHost> {
     for (const [name, value] of Object.entries(incoming.headers)) {
       if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
     }
-    const body =
-      incoming.method === 'GET' || incoming.method === 'HEAD' ? undefined : await readBody(incoming);
-    const request = new HttpRequest({
-      method: incoming.method ?? 'GET',
-      url: url.toString(),
-      headers,
-      params,
-      ...(body === undefined ? {} : { body: { bytes: body } }),
-    });
+    const request = streamedRequest(incoming, url, headers, params);
     invocations += 1;
     const response = new HttpResponse(await route.handle(request, contextFor(route.name, log, invocations)));
     const raw: Record<string, string | string[]> = Object.fromEntries(response.headers.entries());

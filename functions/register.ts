@@ -26,6 +26,12 @@ import { type RelayHttpHandler, withErrors } from './httpEdge.ts';
  */
 export type RuntimeSource = () => Promise<Runtime>;
 
+// HTTP streaming mode (host 4.28+): a request body reaches the handler as a stream from the host instead of
+// as one buffer, so a raw MIME message goes to SMTP as it arrives (functions/send.ts). Every JSON route
+// reads request.body as a stream already (shared/api/requestBody.ts). Set before any registration; the
+// library refuses a change only once the worker has started, and every entry point sets the same value.
+app.setup({ enableHttpStream: true });
+
 /** What a function of this app is: its trigger's input, the relay's runtime and the invocation. */
 export type RelayFunction<Input, Output> = (
   input: Input,

@@ -5,7 +5,9 @@ import type { SenderRouteRule } from './config.ts';
 import { RelayError } from './errors.ts';
 import type { MailboxLimits } from './limits/mailboxLimits.ts';
 import { LATE_START_MS } from './limits/sendSchedule.ts';
+import { canonicalMailbox } from './mailAddress.ts';
 import { type SendRequest, senderMailbox, toMailOptions } from './message.ts';
+import type { RawMessage } from './rawMime/rawMessage.ts';
 import {
   grantCommand,
   rightName,
@@ -25,17 +27,37 @@ import { requiresSignIn } from './tokens/delegatedTokenSource.ts';
  * signed-in mailbox, over every instance: each send holds one of the mailbox's SMTP sessions and starts at
  * a start reserved in its shared schedule, waiting a bounded time for both (shared/limits/).
  */
-export interface AuthorizedMessage {
+export type AuthorizedMessage = AuthorizedRequest | AuthorizedRawMessage;
+
+interface Authorized {
   caller: Caller;
   /** The From address the caller was authorized for, lower case. */
   sender: string;
-  request: SendRequest;
 }
 
-export function authorizeMessage(caller: Caller, request: SendRequest): AuthorizedMessage {
+/** A JSON send request (shared/message.ts), which nodemailer composes. */
+export interface AuthorizedRequest extends Authorized {
+  request: SendRequest;
+  raw?: undefined;
+}
+
+/** A raw MIME message (shared/rawMime/), sent as the caller composed it. */
+export interface AuthorizedRawMessage extends Authorized {
+  raw: RawMessage;
+  request?: undefined;
+}
+
+export function authorizeMessage(caller: Caller, request: SendRequest): AuthorizedRequest {
   const sender = senderMailbox(request);
   authorizeSender(caller, sender);
   return { caller, sender, request };
+}
+
+/** The raw message's one From mailbox, checked exactly as a JSON send's `from`. */
+export function authorizeRawMessage(caller: Caller, raw: RawMessage): AuthorizedRawMessage {
+  const sender = canonicalMailbox(raw.from.address);
+  authorizeSender(caller, sender);
+  return { caller, sender, raw };
 }
 
 export interface SendResult extends SendOutcome {
@@ -173,7 +195,7 @@ export function createRelay({
   async function sendThrough(
     signIn: string,
     route: SenderRoute,
-    request: SendRequest,
+    message: AuthorizedMessage,
     options: SendOptions,
   ): Promise<SendResult> {
     const { queued } = options;
@@ -195,17 +217,19 @@ export function createRelay({
           ? reserved.at
           : await limits.reserve(
               signIn,
-              { recipients: recipientCount(request), spaced: queued !== undefined },
+              { recipients: recipientCount(message), spaced: queued !== undefined },
               queued === undefined ? Math.max(0, deadline - now()) : undefined,
             );
       if (queued !== undefined && at - now() > EARLY_WAIT_MS) throw new SendDeferred({ mailbox: signIn, at });
       if (at > now()) await sleep(at - now());
-      const mail = addressedFor(toMailOptions(request), request, route.relation, signIn);
-      if (options.messageId !== undefined) mail.messageId = options.messageId;
+      const mail = mailOptionsFor(message, route.relation, signIn, options);
       try {
         const outcome = await mailSender.send(signIn, mail, session);
         return { sender: signIn, from: route.from, relation: route.relation, ...outcome };
-      } catch (error) {
+      } catch (caught) {
+        // A raw message's own stream failing (too large, the request cut off) is the caller's problem, not
+        // the mailbox's: nodemailer closed the connection before the terminating dot, so nothing was sent.
+        const error = message.raw?.failure() ?? caught;
         if (error instanceof RelayError && error.code === 'recipient_quota_exceeded') {
           await limits.parkAfterQuotaRefusal(signIn).catch(() => undefined);
         }
@@ -215,7 +239,8 @@ export function createRelay({
   }
 
   return {
-    async send({ sender, request }, options = {}) {
+    async send(message, options = {}) {
+      const { sender } = message;
       const route = router.route(sender);
       let candidates = route.signIn;
       const reserved = options.queued?.reserved?.mailbox;
@@ -229,7 +254,7 @@ export function createRelay({
           signIn = await mostHeadroom(candidates, true);
         }
         try {
-          const result = await sendThrough(signIn, route, request, options);
+          const result = await sendThrough(signIn, route, message, options);
           await noteOutcome(signIn);
           return result;
         } catch (error) {
@@ -246,15 +271,33 @@ export function createRelay({
         }
       }
     },
-    async schedule({ sender, request }) {
-      const mailbox = await mostHeadroom(router.route(sender).signIn, false);
-      const at = await limits.reserve(mailbox, { recipients: recipientCount(request), spaced: true });
+    async schedule(message) {
+      const mailbox = await mostHeadroom(router.route(message.sender).signIn, false);
+      const at = await limits.reserve(mailbox, { recipients: recipientCount(message), spaced: true });
       return { mailbox, at };
     },
   };
 }
 
-const recipientCount = (request: SendRequest) => request.to.length + request.cc.length + request.bcc.length;
+const recipientCount = ({ request, raw }: AuthorizedMessage) =>
+  raw?.recipients.length ?? (request ? request.to.length + request.cc.length + request.bcc.length : 0);
+
+/**
+ * A JSON request composed by nodemailer, or a raw message as written; a queued JSON message carries the
+ * Message-ID chosen when it was accepted (a raw one has its own in its header).
+ */
+function mailOptionsFor(
+  { request, raw }: AuthorizedMessage,
+  relation: SenderRelation,
+  signIn: string,
+  options: SendOptions,
+): SendMailOptions {
+  if (raw !== undefined) return raw.mailOptions(relation, signIn);
+  if (request === undefined) throw new RelayError('internal_error');
+  const mail = addressedFor(toMailOptions(request), request, relation, signIn);
+  if (options.messageId !== undefined) mail.messageId = options.messageId;
+  return mail;
+}
 
 /**
  * Exchange checks the right to use the From address against the mailbox that signed in, after DATA. The

@@ -8,7 +8,12 @@ import { createQueueAdmin, type QueueAdmin } from './durable/queueAdmin.ts';
 import { createQueuedSendProcessor, type QueuedSendProcessor } from './durable/queuedSendProcessor.ts';
 import { createSendQueue, type SendQueue } from './durable/sendQueue.ts';
 import { findPublicStatus } from './durable/sendStatus.ts';
-import { type BatchSubmitter, createSendSubmitter, type SendSubmitter } from './durable/submitSend.ts';
+import {
+  type BatchSubmitter,
+  createSendSubmitter,
+  type RawSendSubmitter,
+  type SendSubmitter,
+} from './durable/submitSend.ts';
 import { RelayError } from './errors.ts';
 import { alertMailChannel } from './health/alertMail.ts';
 import {
@@ -98,6 +103,8 @@ export interface Runtime {
   submitSend: SendSubmitter;
   /** The same for a request of several messages (the compatible APIs, shared/compatible/). */
   submitSends: BatchSubmitter;
+  /** POST /api/send with a raw MIME message (Content-Type: message/rfc822), streamed from the request. */
+  submitRawSend: RawSendSubmitter;
   /** GET /api/send/{id}: the caller's queued message, by the caller's key. */
   queuedSendStatus(callerKey: string | null, id: string): Promise<Record<string, unknown>>;
   /** POST /api/mailboxes/{address}/test: the step-by-step connection check. */
@@ -218,7 +225,7 @@ export function createRuntime(
       durable = {
         storage,
         sendQueue,
-        idempotency: createIdempotencyStore(storage.idempotencyKeys, storage.ready),
+        idempotency: createIdempotencyStore(storage.idempotencyKeys, storage.ready, Date.now, log),
         queuedSends: createQueuedSendProcessor({ queue: sendQueue, relay, config }),
         queueAdmin: createQueueAdmin({ storage, queue: sendQueue, quota: limitStores.queueQuota }),
       };
@@ -305,6 +312,7 @@ export function createRuntime(
     // The runtime itself is the submitter's dependency: its durable parts are built on first use.
     submitSend: (submission) => submitters.one(submission),
     submitSends: (submission) => submitters.batch(submission),
+    submitRawSend: (submission) => submitters.raw(submission),
     async queuedSendStatus(callerKey, id) {
       const caller = authenticateCaller(callerKey, config.callers);
       const { storage, sendQueue } = durableParts();

@@ -132,7 +132,15 @@ function requestBodyOf(body: NonNullable<ApiRoute['requestBody']>): JsonSchema {
   return {
     required: true,
     ...(body.description === undefined ? {} : { description: body.description }),
-    content: Object.fromEntries((body.contentTypes ?? ['application/json']).map((type) => [type, schema])),
+    content: {
+      ...Object.fromEntries((body.contentTypes ?? ['application/json']).map((type) => [type, schema])),
+      ...Object.fromEntries(
+        (body.rawContentTypes ?? []).map((type) => [
+          type,
+          { schema: { type: 'string', contentMediaType: type } },
+        ]),
+      ),
+    },
   };
 }
 

@@ -80,7 +80,13 @@ export interface ApiRoute {
   description?: string;
   parameters?: readonly ParameterDescription[];
   /** The body, as one of `contentTypes` (`application/json` unless given). */
-  requestBody?: { schema: SchemaName; description?: string; contentTypes?: readonly string[] };
+  requestBody?: {
+    schema: SchemaName;
+    description?: string;
+    contentTypes?: readonly string[];
+    /** Media types accepted besides the JSON schema's, whose body is the bytes themselves (a MIME message). */
+    rawContentTypes?: readonly string[];
+  };
   responses: Record<number, ResponseDescription>;
   /** The shape of this route's error bodies: the relay's ErrorBody unless given (a compatible API's own). */
   errorBody?: SchemaName;
@@ -149,7 +155,12 @@ export const httpRoutes = {
         description: '`respond-async` queues the message durably and answers 202 with a status URL.',
       },
     ],
-    requestBody: { schema: 'SendRequest' },
+    requestBody: {
+      schema: 'SendRequest',
+      description:
+        'A JSON send request, or with Content-Type message/rfc822 a whole MIME message (streamed; From names the one sender, To/Cc/Bcc the recipients; Bcc is removed, Message-ID and Date added when missing).',
+      rawContentTypes: ['message/rfc822'],
+    },
     responses: {
       200: { description: 'Exchange accepted the message', schema: 'SendResult' },
       202: {

@@ -1,7 +1,14 @@
 import type { RelayConfig } from '../config.ts';
 import { ensureRelayError, RelayError } from '../errors.ts';
 import { type MessageLimits, parseSendRequest } from '../message.ts';
-import { authorizeMessage, type Relay, SendDeferred } from '../relay.ts';
+import { openRawMessage } from '../rawMime/rawMessage.ts';
+import {
+  type AuthorizedMessage,
+  authorizeMessage,
+  authorizeRawMessage,
+  type Relay,
+  SendDeferred,
+} from '../relay.ts';
 import { delayUntil, parseJob, type QueuedSendJob, type SendQueue } from './sendQueue.ts';
 import type { SendError, SendStatus } from './sendStatus.ts';
 
@@ -175,15 +182,25 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
 
     const rule = config.callers.find((caller) => caller.name === job.callerName);
     let outcome: Awaited<ReturnType<Relay['send']>>;
+    // A raw message's blob download, let go of however the attempt ends.
+    let release: () => void = () => {};
     try {
       if (rule === undefined) {
         throw new RelayError('caller_removed', {
           message: `The caller "${job.callerName}" that queued this message is no longer configured.`,
         });
       }
-      const request = parseSendRequest(await queue.loadBody(job), limits);
       // Checked again at sending time: the caller's senders may have changed since the message was queued.
-      const authorized = authorizeMessage({ name: rule.name, senders: rule.senders }, request);
+      const caller = { name: rule.name, senders: rule.senders };
+      let authorized: AuthorizedMessage;
+      if (job.format === 'rfc822' && job.bodyBlob !== undefined) {
+        // Streamed from its blob; its header section is checked again as when it was accepted.
+        const raw = await openRawMessage(await queue.readRaw(job.bodyBlob), limits, 'stored');
+        release = () => raw.discard();
+        authorized = authorizeRawMessage(caller, raw);
+      } else {
+        authorized = authorizeMessage(caller, parseSendRequest(await queue.loadBody(job), limits));
+      }
       outcome = await relay.send(authorized, {
         messageId: status.messageId,
         queued: { reserved: job.start },
@@ -225,6 +242,8 @@ export function createQueuedSendProcessor(deps: ProcessorDependencies): QueuedSe
             })
           : error;
       return fail(claimedJob, claimed, claimEtag, reason);
+    } finally {
+      release();
     }
 
     const sent: SendStatus = {

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { Transform } from 'node:stream';
 import { RelayError } from '../errors.ts';
 import type { CallerQueueQuota } from '../limits/callerQueueQuota.ts';
 import { domainOf } from '../mailAddress.ts';
+import type { RawMessage } from '../rawMime/rawMessage.ts';
 import type { ReservedStart } from '../relay.ts';
 import type { RelayStorage } from '../storage/relayStorage.ts';
 import { withStorage } from '../storage/storageErrors.ts';
@@ -20,7 +22,10 @@ export interface QueuedSendJob {
   attempt: number;
   /** The request JSON exactly as accepted (validated again before sending). */
   body?: unknown;
+  /** The blob holding the body: the request JSON, or with `format: 'rfc822'` the raw MIME message. */
   bodyBlob?: string;
+  /** A raw MIME message (POST /api/send with message/rfc822), always in `bodyBlob`; JSON when absent. */
+  format?: 'rfc822';
   /** The start reserved for it in its mailbox's shared schedule; the queue holds it invisible until then. */
   start?: ReservedStart;
 }
@@ -42,7 +47,31 @@ export interface SendQueue {
   poison(job: QueuedSendJob): Promise<void>;
   loadBody(job: QueuedSendJob): Promise<unknown>;
   removeBody(job: QueuedSendJob): Promise<void>;
+  /**
+   * Writes a raw message's stored form to a blob of the bodies container as it streams from the request;
+   * a message over the limit (or a request cut off) fails with its own error and leaves no blob.
+   */
+  spillRaw(message: RawMessage): Promise<SpilledMessage>;
+  /** Queues a spilled raw message (its blob becomes the job's), invisible until `start` when it has one. */
+  acceptRaw(
+    callerName: string,
+    sender: string,
+    spilled: SpilledMessage,
+    start?: ReservedStart,
+  ): Promise<AcceptedSend>;
+  /** A spilled raw message's bytes, streamed from its blob. */
+  readRaw(blobName: string): Promise<AsyncIterable<Uint8Array>>;
+  removeSpilled(blobName: string): Promise<void>;
 }
+
+/** A raw message written to the bodies container. */
+export interface SpilledMessage {
+  blobName: string;
+  bytes: number;
+  messageId: string;
+}
+
+const SPILL_BLOCK_BYTES = 1024 * 1024;
 
 /** JSON bytes that still fit a queue message after base64 (64 KiB * 3/4 = 48 KiB), with room to spare. */
 export const INLINE_BODY_LIMIT_BYTES = 45_000;
@@ -79,6 +108,7 @@ export function parseJob(queueItem: unknown): QueuedSendJob {
     typeof job.callerName !== 'string' ||
     typeof job.attempt !== 'number' ||
     (job.body === undefined && typeof job.bodyBlob !== 'string') ||
+    (job.format !== undefined && (job.format !== 'rfc822' || typeof job.bodyBlob !== 'string')) ||
     (job.start !== undefined && (typeof job.start?.mailbox !== 'string' || typeof job.start?.at !== 'number'))
   ) {
     throw new RelayError('queue_message_invalid');
@@ -116,6 +146,51 @@ export function createSendQueue(
     );
   }
 
+  /** Its status row first (so the processor always finds it), then its queue message. */
+  async function record(
+    job: QueuedSendJob,
+    sender: string,
+    messageId: string,
+    queuedBytes: number,
+  ): Promise<AcceptedSend> {
+    const { id, callerName, start } = job;
+    const at = now().toISOString();
+    const status: SendStatus = {
+      id,
+      callerName,
+      sender,
+      state: 'queued',
+      attempts: 0,
+      createdAt: at,
+      updatedAt: at,
+      messageId,
+      queuedBytes,
+      ...(job.bodyBlob === undefined ? {} : { bodyBlob: job.bodyBlob }),
+      ...(start === undefined || start.at <= now().getTime()
+        ? {}
+        : { nextAttemptAt: new Date(start.at).toISOString() }),
+    };
+    try {
+      await statuses.create(status);
+    } catch (error) {
+      await quota.give(callerName, queuedBytes).catch(() => undefined);
+      throw error;
+    }
+    try {
+      await enqueue(job, start === undefined ? 0 : delayUntil(start.at, now().getTime()));
+    } catch (error) {
+      // Without its queue message the status would say "queued" forever: take it back, answer 503.
+      await statuses.remove(callerName, id).catch(() => undefined);
+      await quota.give(callerName, queuedBytes).catch(() => undefined);
+      throw error;
+    }
+    return { id, messageId: status.messageId };
+  }
+
+  const removeBlob = async (blobName: string) => {
+    await withStorage(() => storage.bodies.getBlockBlobClient(blobName).delete(), [404]);
+  };
+
   return {
     statuses,
     enqueue,
@@ -151,37 +226,7 @@ export function createSendQueue(
           throw error;
         });
       }
-      const at = now().toISOString();
-      const status: SendStatus = {
-        id,
-        callerName,
-        sender,
-        state: 'queued',
-        attempts: 0,
-        createdAt: at,
-        updatedAt: at,
-        messageId: messageIdFor(id, sender),
-        queuedBytes,
-        ...(job.bodyBlob === undefined ? {} : { bodyBlob: job.bodyBlob }),
-        ...(start === undefined || start.at <= now().getTime()
-          ? {}
-          : { nextAttemptAt: new Date(start.at).toISOString() }),
-      };
-      try {
-        await statuses.create(status);
-      } catch (error) {
-        await quota.give(callerName, queuedBytes).catch(() => undefined);
-        throw error;
-      }
-      try {
-        await enqueue(job, start === undefined ? 0 : delayUntil(start.at, now().getTime()));
-      } catch (error) {
-        // Without its queue message the status would say "queued" forever: take it back, answer 503.
-        await statuses.remove(callerName, id).catch(() => undefined);
-        await quota.give(callerName, queuedBytes).catch(() => undefined);
-        throw error;
-      }
-      return { id, messageId: status.messageId };
+      return record(job, sender, messageIdFor(id, sender), queuedBytes);
     },
 
     async settled(status) {
@@ -202,9 +247,58 @@ export function createSendQueue(
     },
 
     async removeBody(job) {
-      const blobName = job.bodyBlob;
-      if (blobName === undefined) return;
-      await withStorage(() => storage.bodies.getBlockBlobClient(blobName).delete(), [404]);
+      if (job.bodyBlob !== undefined) await removeBlob(job.bodyBlob);
     },
+
+    async spillRaw(message) {
+      await withStorage(() => storage.ready());
+      const blobName = `${randomUUID()}.eml`;
+      let bytes = 0;
+      const counting = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          bytes += chunk.length;
+          done(null, chunk);
+        },
+      });
+      const source = message.storedForm();
+      source.on('error', (error) => counting.destroy(error));
+      source.pipe(counting);
+      try {
+        // Blocks are committed only when the stream ended: a message that fails midway leaves no blob. Two
+        // 1 MiB blocks in flight at most, so many spills at once stay small in memory.
+        await withStorage(() =>
+          storage.bodies.getBlockBlobClient(blobName).uploadStream(counting, SPILL_BLOCK_BYTES, 2, {
+            blobHTTPHeaders: { blobContentType: 'message/rfc822' },
+          }),
+        );
+      } catch (error) {
+        await removeBlob(blobName).catch(() => undefined);
+        throw message.failure() ?? error;
+      }
+      return { blobName, bytes, messageId: message.messageId };
+    },
+
+    async acceptRaw(callerName, sender, spilled, start) {
+      await quota.take(callerName, spilled.bytes);
+      const job: QueuedSendJob = {
+        v: 1,
+        id: randomUUID(),
+        callerName,
+        attempt: 1,
+        bodyBlob: spilled.blobName,
+        format: 'rfc822',
+        ...(start === undefined ? {} : { start }),
+      };
+      return record(job, sender, spilled.messageId, spilled.bytes);
+    },
+
+    async readRaw(blobName) {
+      const download = await withStorage(() => storage.bodies.getBlockBlobClient(blobName).download());
+      const body = download.readableStreamBody;
+      if (body === undefined) throw new RelayError('storage_unavailable');
+      return body as AsyncIterable<Uint8Array>;
+    },
+
+    removeSpilled: removeBlob,
   };
 }

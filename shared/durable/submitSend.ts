@@ -9,8 +9,10 @@ import {
   type StoredResponse,
 } from '../idempotency/idempotencyStore.ts';
 import { parseSendRequest, type SendRequest } from '../message.ts';
-import { type AuthorizedMessage, authorizeMessage, type Relay } from '../relay.ts';
-import type { SendQueue } from './sendQueue.ts';
+import { bodyFingerprint } from '../rawMime/bodyFingerprint.ts';
+import { messageTooLarge, openRawMessage, type RawMessage } from '../rawMime/rawMessage.ts';
+import { type AuthorizedMessage, authorizeMessage, authorizeRawMessage, type Relay } from '../relay.ts';
+import type { SendQueue, SpilledMessage } from './sendQueue.ts';
 
 /**
  * POST /api/send: authenticate the caller, validate the message, check the caller may use the sender, then
@@ -47,12 +49,25 @@ export interface BatchBodies {
   fieldOf?: (index: number, field: string) => string;
 }
 
+/**
+ * POST /api/send with `Content-Type: message/rfc822`: the message as raw MIME, read from the request as it
+ * arrives. Its header section is read and checked and its From authorized before any SMTP byte; without
+ * Prefer or Idempotency-Key the body then streams from the request into SMTP DATA.
+ */
+export interface RawSendSubmission extends Omit<SendSubmission, 'readBody'> {
+  /** The Content-Length header, as presented (a chunked request has none). */
+  contentLength: string | null;
+  body: AsyncIterable<Uint8Array> | null;
+}
+
 export type SendSubmitter = (submission: SendSubmission) => Promise<SendResponse>;
 export type BatchSubmitter = (submission: BatchSubmission) => Promise<SendResponse[]>;
+export type RawSendSubmitter = (submission: RawSendSubmission) => Promise<SendResponse>;
 
 export interface SendSubmitters {
   one: SendSubmitter;
   batch: BatchSubmitter;
+  raw: RawSendSubmitter;
 }
 
 export function createSendSubmitter(
@@ -117,7 +132,53 @@ export function createSendSubmitter(
     if (response === undefined) throw new RelayError('internal_error');
     return response;
   };
-  return { one, batch };
+  const raw: RawSendSubmitter = async (submission) => {
+    const caller = authenticateCaller(submission.callerKey, config.callers);
+    const idempotencyKey = readIdempotencyKey(submission.idempotencyKey);
+    const respondAsync = prefersAsync(submission.prefer);
+    const { maxMessageBytes } = config.limits;
+    // Refused before a byte is read; a chunked body is counted as it streams.
+    if (Number(submission.contentLength ?? '0') > maxMessageBytes) throw messageTooLarge(maxMessageBytes);
+    const fingerprint = idempotencyKey === undefined ? undefined : bodyFingerprint(submission.body ?? []);
+    const message = await openRawMessage(fingerprint?.body ?? submission.body ?? [], config.limits);
+    let authorized: AuthorizedMessage;
+    try {
+      authorized = authorizeRawMessage(caller, message);
+    } catch (error) {
+      message.discard();
+      throw error;
+    }
+    if (idempotencyKey === undefined && !respondAsync) {
+      try {
+        return await sendNow(deps.relay, authorized);
+      } finally {
+        // A send refused before DATA (a limit, a token) leaves the rest of the body unread: let it go.
+        message.discard();
+      }
+    }
+    // Held in a blob while the key is checked or the message waits in the queue, never in memory; spilled
+    // to its end before the key is taken, since only then is the body's fingerprint known.
+    let spilled: SpilledMessage;
+    try {
+      spilled = await deps.sendQueue.spillRaw(message);
+    } catch (error) {
+      message.discard();
+      throw error;
+    }
+    let queued = false;
+    try {
+      return await withIdempotency(deps, caller.name, idempotencyKey, fingerprint?.digest(), async () => {
+        if (!respondAsync) return sendSpilled(deps, authorized, spilled, config.limits);
+        const response = await queueRaw(deps, authorized, spilled, submission.statusUrl);
+        queued = true;
+        return response;
+      });
+    } finally {
+      // A queued message's blob is its job's now; every other outcome (sent, refused, replayed) is done with it.
+      if (!queued) await deps.sendQueue.removeSpilled(spilled.blobName).catch(() => undefined);
+    }
+  };
+  return { one, batch, raw };
 }
 
 interface PreparedSend {
@@ -228,19 +289,27 @@ async function submitSend(
       // Its start is reserved now, so the queue delivers it once, when it can go (not polled until then).
       const start = await deps.relay.schedule(authorized);
       const accepted = await deps.sendQueue.accept(caller.name, authorized.sender, payload.queuedBody, start);
-      const statusUrl = options.statusUrl(accepted.id);
-      return {
-        status: 202,
-        body: { id: accepted.id, state: 'queued', messageId: accepted.messageId, statusUrl },
-        headers: { Location: statusUrl, 'Preference-Applied': 'respond-async' },
-      };
+      return accepted202(accepted, options.statusUrl);
     }
-    const result = await deps.relay.send(authorized);
-    return { status: 200, body: result, headers: {} };
+    return sendNow(deps.relay, authorized);
   }
 
-  if (options.idempotencyKey === undefined || payload.fingerprint === undefined) return run();
-  const begin = await deps.idempotency.begin(caller.name, options.idempotencyKey, payload.fingerprint);
+  return withIdempotency(deps, caller.name, options.idempotencyKey, payload.fingerprint, run);
+}
+
+/**
+ * With an Idempotency-Key, `run` at most once per key and body: a repeat gets the remembered answer.
+ * Successes and permanent failures are remembered; transient failures give the key back.
+ */
+async function withIdempotency(
+  deps: SubmitDependencies,
+  callerName: string,
+  idempotencyKey: string | undefined,
+  fingerprint: string | undefined,
+  run: () => Promise<SendResponse>,
+): Promise<SendResponse> {
+  if (idempotencyKey === undefined || fingerprint === undefined) return run();
+  const begin = await deps.idempotency.begin(callerName, idempotencyKey, fingerprint);
   if (begin.kind === 'replay') {
     return { ...begin.response, headers: { ...begin.response.headers, 'Idempotent-Replayed': 'true' } };
   }
@@ -255,6 +324,50 @@ async function submitSend(
   }
   await begin.complete(response);
   return response;
+}
+
+async function sendNow(relay: Relay, authorized: AuthorizedMessage): Promise<SendResponse> {
+  const result = await relay.send(authorized);
+  return { status: 200, body: result, headers: {} };
+}
+
+/** A spilled raw message sent now: streamed from its blob, its header section checked again on the way. */
+async function sendSpilled(
+  deps: SubmitDependencies,
+  authorized: AuthorizedMessage,
+  spilled: SpilledMessage,
+  limits: RelayConfig['limits'],
+): Promise<SendResponse> {
+  const raw: RawMessage = await openRawMessage(
+    await deps.sendQueue.readRaw(spilled.blobName),
+    limits,
+    'stored',
+  );
+  try {
+    return await sendNow(deps.relay, { caller: authorized.caller, sender: authorized.sender, raw });
+  } finally {
+    raw.discard();
+  }
+}
+
+async function queueRaw(
+  deps: SubmitDependencies,
+  authorized: AuthorizedMessage,
+  spilled: SpilledMessage,
+  statusUrlOf: (id: string) => string,
+): Promise<SendResponse> {
+  const start = await deps.relay.schedule(authorized);
+  const accepted = await deps.sendQueue.acceptRaw(authorized.caller.name, authorized.sender, spilled, start);
+  return accepted202(accepted, statusUrlOf);
+}
+
+function accepted202(accepted: { id: string; messageId: string }, statusUrlOf: (id: string) => string) {
+  const statusUrl = statusUrlOf(accepted.id);
+  return {
+    status: 202,
+    body: { id: accepted.id, state: 'queued', messageId: accepted.messageId, statusUrl },
+    headers: { Location: statusUrl, 'Preference-Applied': 'respond-async' },
+  };
 }
 
 function storedError(error: RelayError): SendResponse {

@@ -231,7 +231,7 @@ function readOriginatorHeaders(raw: Buffer): OriginatorHeaders {
     .toString('utf8')
     .replace(/\r?\n(?=[ \t])/g, '');
   for (const line of unfolded.split(/\r?\n/)) {
-    const field = /^([^:\s]+)\s*:(.*)$/.exec(line);
+    const field = /^([^:\s]+)\s*:([^\r]*)\r?$/.exec(line);
     const name = field?.[1]?.toLowerCase();
     // The first occurrence counts; RFC 5322 allows From and Sender once each.
     if (name !== undefined && !fields.has(name)) fields.set(name, field?.[2] ?? '');

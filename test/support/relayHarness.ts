@@ -150,3 +150,45 @@ export function jsonRequest(
     body: { string: typeof body === 'string' ? body : JSON.stringify(body) },
   });
 }
+
+/**
+ * A POST of a raw MIME message as the Functions host hands it over in HTTP streaming mode: the body a
+ * stream of `chunks` (no Content-Length unless a header gives one, like a chunked upload), pulled only as
+ * the handler reads it. `pulled` counts the chunks the handler took.
+ */
+export function rawMimeRequest(
+  url: string,
+  chunks: ReadonlyArray<string | Uint8Array> | ReadableStream<Uint8Array>,
+  headers: Record<string, string> = {},
+): { request: HttpRequest; pulled: () => number } {
+  let pulled = 0;
+  const body =
+    chunks instanceof ReadableStream
+      ? chunks
+      : new ReadableStream<Uint8Array>(
+          {
+            pull(controller) {
+              const chunk = chunks[pulled];
+              if (chunk === undefined) {
+                controller.close();
+                return;
+              }
+              pulled += 1;
+              controller.enqueue(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk);
+            },
+            // Nothing is pulled ahead of the reader.
+          },
+          { highWaterMark: 0 },
+        );
+  const nativeRequest = new Request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'message/rfc822', ...headers },
+    body,
+    duplex: 'half',
+  } as RequestInit);
+  // `nativeRequest` is @azure/functions' own init for a streamed request (its createStreamRequest).
+  const request = new HttpRequest({ nativeRequest } as unknown as ConstructorParameters<
+    typeof HttpRequest
+  >[0]);
+  return { request, pulled: () => pulled };
+}
