@@ -1,3 +1,4 @@
+import { jsonBodyLimit } from '../api/requestBody.ts';
 import { authenticateCaller, type Caller } from '../callers.ts';
 import { createConcurrencyGate } from '../concurrencyGate.ts';
 import type { RelayConfig } from '../config.ts';
@@ -78,8 +79,7 @@ export function createSendSubmitter(
   // interleaved, every request's body text, parsed JSON and base64 string would be alive at once (1.4 MB
   // each per 1 MB attachment); done two at a time, only the decoded attachment stays.
   const decoding = createConcurrencyGate(2);
-  // JSON and base64 make the request larger than the encoded message; allow for both.
-  const maxBodyBytes = Math.ceil(config.limits.maxMessageBytes * 1.5) + 65_536;
+  const maxBodyBytes = jsonBodyLimit(config.limits.maxMessageBytes);
   const batch: BatchSubmitter = async (submission) => {
     const caller = authenticateCaller(submission.callerKey, config.callers, submission.callerKeyCarriedIn);
     const idempotencyKey = readIdempotencyKey(submission.idempotencyKey);

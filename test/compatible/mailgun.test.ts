@@ -240,10 +240,10 @@ describe('Mailgun send message through mailgun.js', () => {
 });
 
 describe('Mailgun request size limit', () => {
-  // 4 KiB messages: the body limit is then 70 KiB, so a 100 KiB attachment is over it.
+  // 4 KiB messages: the body limit is then 4 KiB + 1 MiB (jsonBodyLimit), so a 1.2 MiB attachment is over it.
   const smallOf = useCompatibleHost({ settings: { RELAY_MAX_MESSAGE_BYTES: '4096' } });
 
-  const oversized = Buffer.alloc(100 * 1024, 'a');
+  const oversized = Buffer.alloc(1.2 * 1024 * 1024, 'a');
 
   it('answers a body over the limit with 413 by its Content-Length, and sends nothing', async () => {
     const failure = await failureOf<MailgunFailure>(
