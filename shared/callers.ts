@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { CallerRule } from './config.ts';
 import { RelayError } from './errors.ts';
-import { domainOf } from './mailAddress.ts';
+import { canonicalMailbox, domainOf } from './mailAddress.ts';
 import { sha256 } from './sha256.ts';
 
 /**
@@ -53,7 +53,7 @@ export function authenticateCaller(
 }
 
 export function mayUseSender(caller: Caller, senderAddress: string): boolean {
-  const sender = senderAddress.toLowerCase();
+  const sender = canonicalMailbox(senderAddress);
   const domainWildcard = `*@${domainOf(sender)}`;
   return caller.senders.some(
     (allowed) => allowed === '*' || allowed === sender || allowed === domainWildcard,

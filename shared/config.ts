@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { isDomainWildcard, isMailboxAddress } from './mailAddress.ts';
+import { canonicalMailbox, isDomainWildcard, isMailboxAddress } from './mailAddress.ts';
 import { senderRouteProblems } from './senderRoutes.ts';
 import { credentialTypes, describeCredentialTypes } from './tokens/credentialKinds.ts';
 
@@ -66,8 +66,7 @@ const callerRule = z.strictObject({
     .array(
       z
         .string()
-        .trim()
-        .toLowerCase()
+        .transform(canonicalMailbox)
         .refine(
           (sender) => sender === '*' || isDomainWildcard(sender) || isMailboxAddress(sender),
           'must be an address, *@domain or *',
@@ -114,7 +113,7 @@ export type MailboxMode = z.output<typeof mailboxMode>;
 
 const mailboxRule = z.strictObject({
   /** Lower-cased; for delegated mailboxes this must be the account's sign-in name (UPN). */
-  address: z.string().trim().toLowerCase().refine(isMailboxAddress, 'must be a mailbox address'),
+  address: z.string().transform(canonicalMailbox).refine(isMailboxAddress, 'must be a mailbox address'),
   mode: mailboxMode,
 });
 
@@ -130,12 +129,11 @@ const senderRouteRule = z.strictObject({
   /** The From address recipients see: an exact address or `*@domain`, lower-cased. */
   from: z
     .string()
-    .trim()
-    .toLowerCase()
+    .transform(canonicalMailbox)
     .refine((from) => isDomainWildcard(from) || isMailboxAddress(from), 'must be an address or *@domain'),
   /** The mailboxes that sign in for it (a pool when several); each must be listed in RELAY_MAILBOXES. */
   signIn: z
-    .array(z.string().trim().toLowerCase().refine(isMailboxAddress, 'must be a mailbox address'))
+    .array(z.string().transform(canonicalMailbox).refine(isMailboxAddress, 'must be a mailbox address'))
     .min(1)
     .max(50)
     .refine((mailboxes) => new Set(mailboxes).size === mailboxes.length, 'names a mailbox twice'),
@@ -530,7 +528,11 @@ export const relaySettings = {
     email: setting({
       name: 'RELAY_ALERT_EMAIL',
       parse: optionalText.pipe(
-        z.string().trim().toLowerCase().refine(isMailboxAddress, 'must be a mailbox address').optional(),
+        z
+          .string()
+          .transform(canonicalMailbox)
+          .refine(isMailboxAddress, 'must be a mailbox address')
+          .optional(),
       ),
       description: 'also mail each alert to this address, sent through a healthy configured mailbox',
     }),

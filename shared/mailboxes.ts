@@ -1,5 +1,6 @@
 import { routePath } from './api/routes.ts';
 import type { MailboxMode, MailboxRule } from './config.ts';
+import { canonicalMailbox } from './mailAddress.ts';
 
 /**
  * Which sender mailboxes send app-only and which with their own consented sign-in (RELAY_MAILBOXES).
@@ -20,14 +21,14 @@ export function createMailboxDirectory(
   rules: readonly MailboxRule[],
   publicBaseUrl: string,
 ): MailboxDirectory {
-  const modes = new Map(rules.map((rule) => [rule.address.toLowerCase(), rule.mode]));
+  const modes = new Map(rules.map((rule) => [canonicalMailbox(rule.address), rule.mode]));
   return {
-    modeOf: (address) => modes.get(address.trim().toLowerCase()) ?? 'app',
-    listedModeOf: (address) => modes.get(address.trim().toLowerCase()),
+    modeOf: (address) => modes.get(canonicalMailbox(address)) ?? 'app',
+    listedModeOf: (address) => modes.get(canonicalMailbox(address)),
     delegatedMailboxes: () => rules.filter((rule) => rule.mode === 'delegated').map((rule) => rule.address),
     listed: () => rules,
     consentStartUrl: (address) =>
-      `${publicBaseUrl}${routePath('oauthStart')}?mailbox=${encodeURIComponent(address.trim().toLowerCase())}`,
+      `${publicBaseUrl}${routePath('oauthStart')}?mailbox=${encodeURIComponent(canonicalMailbox(address))}`,
   };
 }
 

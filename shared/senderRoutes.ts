@@ -1,5 +1,5 @@
 import type { MailboxRule, SenderRouteRule, senderRelations } from './config.ts';
-import { domainOf } from './mailAddress.ts';
+import { canonicalMailbox, domainOf } from './mailAddress.ts';
 
 /**
  * Who signs in to Exchange for a From address (RELAY_SENDER_ROUTES). Exchange counts its limits, checks SMTP
@@ -16,7 +16,7 @@ import { domainOf } from './mailAddress.ts';
 export type SenderRelation = (typeof senderRelations)[number];
 
 export interface SenderRoute {
-  /** The From address, lower case. */
+  /** The From address, canonical (canonicalMailbox). */
   from: string;
   relation: SenderRelation;
   /** The mailboxes that may sign in for it, in configuration order; `[from]` for `self`. */
@@ -44,7 +44,7 @@ export function createSenderRouter(
   const signInMailboxes = new Set(mailboxes.map((mailbox) => mailbox.address));
   return {
     route(fromAddress) {
-      const from = fromAddress.trim().toLowerCase();
+      const from = canonicalMailbox(fromAddress);
       const rule = exact.get(from) ?? (signInMailboxes.has(from) ? undefined : byDomain.get(domainOf(from)));
       return rule === undefined
         ? { from, relation: 'self', signIn: [from] }

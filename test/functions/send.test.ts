@@ -201,6 +201,15 @@ describe('POST /api/send', () => {
     const malformed = await post('{"from": "alerts@contoso.com",');
     expect(malformed.status).toBe(400);
     expect(errorOf(malformed).code).toBe('invalid_json');
+    const badEscape = await post(
+      '{"from": "alerts@contoso.com", "subject": "quarterly-figures-\\q-confidential"}',
+    );
+    expect(badEscape.status).toBe(400);
+    expect(errorOf(badEscape).code).toBe('invalid_json');
+    expect(errorOf(badEscape).message).toMatch(/line 1, column \d+/);
+    const everything = [...allLogLines, ...allResponseBodies].join('\n');
+    for (const fragment of ['quarterly', 'confidential', 'alerts@contoso.com", "subject'])
+      expect(everything).not.toContain(fragment);
     const { context } = capturingContext();
     const form = await handler(
       jsonRequest(sendUrl, 'a=b', { ...alertsKey, 'content-type': 'application/x-www-form-urlencoded' }),
@@ -227,6 +236,176 @@ describe('POST /api/send', () => {
       expect(small.smtp.connectionCount).toBe(0);
     } finally {
       await small.close();
+    }
+  });
+});
+
+/** Every line of what reached the SMTP server, as octets between CRLFs. */
+function linesOf(raw: Buffer): Buffer[] {
+  const lines: Buffer[] = [];
+  let start = 0;
+  for (let end = raw.indexOf('\r\n'); end !== -1; end = raw.indexOf('\r\n', start)) {
+    lines.push(raw.subarray(start, end));
+    start = end + 2;
+  }
+  lines.push(raw.subarray(start));
+  return lines;
+}
+
+const forwardedMessage = [
+  'From: Mallory <mallory@fabrikam.com>',
+  'To: ops@contoso.com',
+  'Subject: The forwarded one',
+  '',
+  'Original body.',
+  '',
+].join('\r\n');
+
+describe('what reaches the server conforms to RFC 5322 and RFC 2046', () => {
+  it('keeps a lone message/rfc822 attachment an attachment, inside multipart/mixed, from the relay sender', async () => {
+    const response = await post({
+      ...simpleMessage,
+      text: undefined,
+      attachments: [
+        {
+          filename: 'forwarded.eml',
+          contentType: 'message/rfc822',
+          content: Buffer.from(forwardedMessage).toString('base64'),
+        },
+      ],
+    });
+    expect(response.status).toBe(200);
+    const [received] = await harness.smtp.waitForMessages(1);
+    const mail = await simpleParser(received?.raw ?? Buffer.alloc(0));
+    expect(mail.headers.get('content-type')).toMatchObject({ value: 'multipart/mixed' });
+    expect(mail.from?.value).toEqual([{ address: 'alerts@contoso.com', name: '' }]);
+    expect(mail.subject).toBe('Disk full');
+    const [attached] = mail.attachments;
+    expect(attached?.contentType).toBe('message/rfc822');
+    expect(attached?.contentDisposition).toBe('attachment');
+    expect(attached?.content.toString()).toContain('Subject: The forwarded one');
+  });
+
+  it.each([
+    ['NUL', Buffer.from('Subject: x\r\n\r\nnul \u0000 here\r\n')],
+    ['0xFF', Buffer.concat([Buffer.from('Subject: x\r\n\r\n'), Buffer.from([0xff, 0xfe, 0x0d, 0x0a])])],
+    ['a 5,000-octet line', Buffer.from(`Subject: x\r\n\r\n${'y'.repeat(5000)}\r\n`)],
+  ])(
+    'sends a message/rfc822 attachment holding %s encoded as application/octet-stream, bytes intact',
+    async (_label, content) => {
+      const response = await post({
+        ...simpleMessage,
+        attachments: [
+          { filename: 'odd.eml', contentType: 'message/rfc822', content: content.toString('base64') },
+        ],
+      });
+      expect(response.status).toBe(200);
+      const [received] = await harness.smtp.waitForMessages(1);
+      const raw = received?.raw ?? Buffer.alloc(0);
+      expect(raw.indexOf(0)).toBe(-1);
+      expect(raw.some((octet) => octet > 0x7f)).toBe(false);
+      expect(Math.max(...linesOf(raw).map((line) => line.length))).toBeLessThanOrEqual(998);
+      const mail = await simpleParser(raw);
+      const [attached] = mail.attachments;
+      // mailparser guesses a type from the filename for application/octet-stream: read the header itself.
+      expect(raw.toString('latin1')).toMatch(/^Content-Type: application\/octet-stream; name=odd\.eml\r$/m);
+      expect(attached?.filename).toBe('odd.eml');
+      expect(attached?.content.equals(content)).toBe(true);
+    },
+  );
+
+  it('refuses a multipart/* attachment type with 400 naming the field, and sends nothing', async () => {
+    const response = await post({
+      ...simpleMessage,
+      attachments: [{ filename: 'parts', contentType: 'multipart/mixed; boundary=x', content: 'AAAA' }],
+    });
+    expect(response.status).toBe(400);
+    expect(errorOf(response).details).toEqual([
+      expect.objectContaining({ field: 'attachments[0].contentType' }),
+    ]);
+    expect(harness.smtp.connectionCount).toBe(0);
+  });
+
+  it('writes long subjects, X- headers and display names in lines of at most 998 octets', async () => {
+    const words = (count: number) => Array.from({ length: count }, (_, index) => `word${index}`).join(' ');
+    const response = await post({
+      ...simpleMessage,
+      from: { address: 'alerts@contoso.com', name: 'N'.repeat(200) },
+      to: [`${'R'.repeat(200)} <ops@contoso.com>`, { address: 'dev@contoso.com', name: 'é'.repeat(200) }],
+      subject: `${words(900)} ${'s'.repeat(900)} Grüße`,
+      headers: { 'X-Long-Words': words(250), 'X-Long-Run': 'v'.repeat(900), 'X-Unicode': 'ü'.repeat(2000) },
+    });
+    expect(response.status).toBe(200);
+    const [received] = await harness.smtp.waitForMessages(1);
+    const raw = received?.raw ?? Buffer.alloc(0);
+    expect(Math.max(...linesOf(raw).map((line) => line.length))).toBeLessThanOrEqual(998);
+    const mail = await simpleParser(raw);
+    expect(mail.subject).toBe(`${words(900)} ${'s'.repeat(900)} Grüße`);
+    expect(mail.headers.get('x-long-run')).toBe('v'.repeat(900));
+  });
+
+  it.each([
+    ['the subject', { subject: `Report ${'s'.repeat(1000)}` }, 'subject'],
+    ['an X- header', { headers: { 'X-Token-Run': 'v'.repeat(1000) } }, 'headers.X-Token-Run'],
+    ['a display name in an address string', { to: `${'R'.repeat(5000)} <ops@contoso.com>` }, 'to'],
+  ])(
+    'refuses %s that could only go out as a line over 998 octets, and sends nothing',
+    async (_label, override, field) => {
+      const response = await post({ ...simpleMessage, ...override });
+      expect(response.status).toBe(400);
+      expect(errorOf(response).details).toEqual([expect.objectContaining({ field })]);
+      expect(harness.smtp.connectionCount).toBe(0);
+    },
+  );
+
+  it('refuses more than 100 X- headers with 400 naming headers, and sends nothing', async () => {
+    const headers = Object.fromEntries(Array.from({ length: 101 }, (_, index) => [`X-Tag-${index}`, 'v']));
+    const response = await post({ ...simpleMessage, headers });
+    expect(response.status).toBe(400);
+    expect(errorOf(response).details).toEqual([expect.objectContaining({ field: 'headers' })]);
+    expect(harness.smtp.connectionCount).toBe(0);
+  });
+
+  it.each([
+    'X-MS-Exchange-Organization-SCL',
+    'x-ms-exchange-organization-authas',
+    'X-Microsoft-Antispam',
+    'X-Forefront-Antispam-Report',
+    'X-MS-Has-Attach',
+  ])('refuses %s, a header Exchange Online trusts, with 400 naming it, and sends nothing', async (name) => {
+    const response = await post({ ...simpleMessage, headers: { 'X-Ticket': 'INC-1', [name]: '-1' } });
+    expect(response.status).toBe(400);
+    expect(errorOf(response).details).toEqual([
+      expect.objectContaining({ field: `headers.${name}`, message: expect.stringContaining('reserved') }),
+    ]);
+    expect(harness.smtp.connectionCount).toBe(0);
+  });
+});
+
+describe('the authorized sender is the address that is sent', () => {
+  it('refuses a caller granted kelvin@contoso.com sending from \u212Aelvin@contoso.com (KELVIN SIGN) with 403', async () => {
+    const kelvin = await startRelayHarness({
+      callers: [
+        { name: 'kelvin-app', apiKey: 'caller-key-kelvin-0123456789', senders: ['kelvin@contoso.com'] },
+      ],
+    });
+    try {
+      const kelvinHandler = bindHttp(send, kelvin.runtime);
+      const { context } = capturingContext();
+      const response = await kelvinHandler(
+        jsonRequest(
+          sendUrl,
+          { ...simpleMessage, from: '\u212Aelvin@contoso.com' },
+          { 'x-relay-key': 'caller-key-kelvin-0123456789' },
+        ),
+        context,
+      );
+      expect(response.status).toBe(403);
+      expect((response.jsonBody as { error: { code: string } }).error.code).toBe('sender_not_allowed');
+      expect(kelvin.smtp.connectionCount).toBe(0);
+      expect(kelvin.smtp.messages).toEqual([]);
+    } finally {
+      await kelvin.close();
     }
   });
 });
@@ -406,7 +585,8 @@ describe('identity and TLS failures', () => {
       expect(error.message).toContain('AADSTS7000215');
       expect(error.remedy).toContain('RELAY_CLIENT_SECRET_NAME');
       expect(JSON.stringify(response.jsonBody) + lines.join('\n')).not.toContain('stale-secret-value');
-      expect(broken.smtp.connectionCount).toBe(0);
+      expect(broken.smtp.authAttempts).toHaveLength(0);
+      expect(broken.smtp.messages).toHaveLength(0);
     } finally {
       await broken.close();
     }

@@ -141,4 +141,59 @@ describe('send request parsing', () => {
       expect(fieldsOf(error)).toEqual(['attachments[0].content']);
     }
   });
+
+  it.each([
+    ['a long subject', { subject: 'é'.repeat(9000) }],
+    [
+      'long display names',
+      {
+        to: Array.from({ length: 40 }, (_, index) => ({
+          address: `u${index}@contoso.com`,
+          name: 'ü'.repeat(200),
+        })),
+      },
+    ],
+    [
+      'X- headers',
+      {
+        headers: Object.fromEntries(
+          Array.from({ length: 20 }, (_, index) => [`X-Note-${index}`, 'ß'.repeat(1000)]),
+        ),
+      },
+    ],
+  ])('counts %s in the encoded size it refuses with 413', (_label, override) => {
+    const error = refusal({ ...minimal, ...override }, { ...limits, maxMessageBytes: 60_000 });
+    expect(error.status).toBe(413);
+    expect(error.code).toBe('message_too_large');
+  });
+
+  it('refuses X- headers over 64 KiB together, naming headers', () => {
+    const headers = Object.fromEntries(
+      Array.from({ length: 40 }, (_, index) => [`X-Note-${index}`, `${'n '.repeat(999)}n`]),
+    );
+    const error = refusal({ ...minimal, headers });
+    expect(error.code).toBe('invalid_request');
+    expect(fieldsOf(error)).toEqual(['headers']);
+  });
+
+  it('refuses recipients past the limit counted across to, cc and bcc, before expanding the rest', () => {
+    const crowded = Array.from({ length: 300 }, (_, index) => `u${index}@contoso.com`).join(', ');
+    const error = refusal({ ...minimal, to: crowded, cc: [crowded], bcc: crowded });
+    expect(error.code).toBe('too_many_recipients');
+    expect(error.message).toContain('more than 500');
+  });
+
+  it('refuses 900 address strings of 20,000 characters as too many recipients', () => {
+    const crowded = Array.from({ length: 2500 }, (_, index) => `u${index}@x.io`)
+      .join(',')
+      .slice(0, 20_000);
+    const error = refusal({ ...minimal, to: Array.from({ length: 900 }, () => crowded) });
+    expect(error.code).toBe('too_many_recipients');
+  });
+
+  it('holds Reply-To to the recipient limit', () => {
+    const crowded = Array.from({ length: 501 }, (_, index) => `u${index}@contoso.com`).join(', ');
+    const error = refusal({ ...minimal, replyTo: crowded });
+    expect(fieldsOf(error)).toEqual(['replyTo']);
+  });
 });
