@@ -1,8 +1,8 @@
 import type { SendMailOptions } from 'nodemailer';
 import type { RelayConfig } from '../config.ts';
 import { redactSecrets } from '../redact.ts';
-import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
-import type { MailboxTransport } from './mailboxTransports.ts';
+import type { MailboxTokenProvider, ReusableToken } from '../tokens/accessToken.ts';
+import { isSignedIn, logInWith, type MailboxTransport } from './mailboxTransports.ts';
 import { isTokenRejected, mapSmtpError, type SmtpFailure } from './smtpErrors.ts';
 
 /**
@@ -46,8 +46,8 @@ export function createMailSender(smtp: RelayConfig['smtp'], tokens: MailboxToken
   }
 
   /** The token for the mailbox's next login: joins a request under way (the token cache is single-flight). */
-  function tokenFor(mailbox: string): Promise<unknown> {
-    const token: Promise<unknown> = tokens(mailbox, { forceRefresh: false });
+  function tokenFor(mailbox: string): Promise<ReusableToken> {
+    const token = tokens(mailbox, { forceRefresh: false });
     // Read only when the send fails; never an unhandled rejection when a live session needed no login.
     token.catch(() => undefined);
     return token;
@@ -62,6 +62,11 @@ export function createMailSender(smtp: RelayConfig['smtp'], tokens: MailboxToken
     },
     async send(mailbox, message, session) {
       const token = tokenFor(mailbox);
+      // Only a login waits for the token, and a session that logged in already will not log in again: the
+      // token request is also where a disconnected mailbox or an unreadable credential is refused, so on
+      // such a session the message waits for it (a cached token answers at once).
+      if (isSignedIn(session)) await token;
+      else logInWith(session, token);
       try {
         return await deliver(session, message);
       } catch (error) {

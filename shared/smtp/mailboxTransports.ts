@@ -3,7 +3,7 @@ import type { SMTPPoolOptions, SMTPPoolSentMessageInfo } from 'nodemailer/lib/sm
 import type { RelayConfig } from '../config.ts';
 import { RelayError } from '../errors.ts';
 import { type HeldSlot, SESSION_RENEW_MS, type SessionSlotStore } from '../limits/limitStores.ts';
-import type { MailboxTokenProvider } from '../tokens/accessToken.ts';
+import type { MailboxTokenProvider, ReusableToken } from '../tokens/accessToken.ts';
 import { smtpConnectionOptions } from './connectionOptions.ts';
 
 /**
@@ -39,6 +39,25 @@ export interface MailboxTransports {
   closeAll(): Promise<void>;
 }
 
+// Sessions whose connection has logged in: their next message asks for no token, so whoever sends on one
+// must check the token itself (shared/smtp/mailSender.ts). Weak, so a closed session is forgotten with it.
+const signedIn = new WeakSet<MailboxTransport>();
+
+// The token request a send started for a session that is about to log in: its login uses that very request,
+// so a request that failed is the send's failure and not asked again behind its back (Key Vault's 429 says
+// when to ask again).
+const loginTokens = new WeakMap<MailboxTransport, Promise<ReusableToken>>();
+
+/** The login of this session's next connection uses `token` (a renewal after a refused token asks anew). */
+export function logInWith(transport: MailboxTransport, token: Promise<ReusableToken>): void {
+  loginTokens.set(transport, token);
+}
+
+/** Whether the session has logged in already, so a message sent on it would not wait for a token. */
+export function isSignedIn(transport: MailboxTransport): boolean {
+  return signedIn.has(transport);
+}
+
 // Short: an idle session's slot is one another instance may be waiting for, and nothing tells the holder.
 // Within a burst or a backlog the connection is still reused.
 export const IDLE_SESSION_MS = 2_000;
@@ -71,7 +90,7 @@ export function createMailboxTransports(
   const released = new Set<() => void>();
 
   function createTransport(mailbox: string, onTokenFailure: () => void): MailboxTransport {
-    return nodemailer.createTransport({
+    const transport: MailboxTransport = nodemailer.createTransport({
       pool: true,
       // One connection per session: the slot is the limit, the pool keeps the connection and its login.
       maxConnections: 1,
@@ -83,17 +102,25 @@ export function createMailboxTransports(
         type: 'OAuth2',
         user: mailbox,
         provisionCallback: (_user, renew, callback) => {
-          tokens(mailbox, { forceRefresh: renew }).then(
+          const requested = renew ? undefined : loginTokens.get(transport);
+          loginTokens.delete(transport);
+          (requested ?? tokens(mailbox, { forceRefresh: renew })).then(
             // Passing the expiry matters: without it nodemailer keeps a token forever.
-            (token) => callback(null, token.accessToken, token.renewAfter.getTime()),
+            (token) => {
+              signedIn.add(transport);
+              callback(null, token.accessToken, token.renewAfter.getTime());
+            },
             (error: Error) => {
               onTokenFailure();
-              callback(error);
+              // nodemailer stamps its own code (EAUTH) on the error it is given; the send reports the token's
+              // own error, so nodemailer gets a copy.
+              callback(new Error(error.message));
             },
           );
         },
       },
     });
+    return transport;
   }
 
   function wakeWaiters(): void {
