@@ -13,7 +13,7 @@
 // The type check is `npm run typecheck`; esbuild only strips types.
 // Deployed are dist/, host.json and package.json (.funcignore): node_modules is not needed at run time.
 import { readdir, readFile, rm } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -109,6 +109,24 @@ function lazyLoads(packages) {
   };
 }
 
+// zod's namespace export carries every translation of its messages (about 300 KB of the start-up chunk,
+// compiled at every cold start); the relay reports in English only, so its locale index is the English one.
+function englishOnlyZod() {
+  return {
+    name: 'english-only-zod',
+    setup(esbuild) {
+      esbuild.onResolve({ filter: /\/locales\/index\.js$/ }, ({ path, importer, resolveDir }) => {
+        if (!/[\\/]node_modules[\\/]zod[\\/]/.test(importer)) return undefined;
+        return { path: join(resolveDir, path), namespace: 'zod-locales' };
+      });
+      esbuild.onLoad({ filter: /.*/, namespace: 'zod-locales' }, ({ path }) => ({
+        contents: `export { default as en } from ${JSON.stringify(join(dirname(path), 'en.js'))};`,
+        resolveDir: dirname(path),
+      }));
+    },
+  };
+}
+
 // Bundled CommonJS code requires Node built-ins (and the worker's @azure/functions-core) through `require`,
 // which an ES module lacks; every output file gets its own.
 const banner = [
@@ -143,7 +161,7 @@ const app = await build({
   banner: { js: banner },
   // Provided by the Functions worker at run time; @azure/functions requires it lazily.
   external: ['@azure/functions-core'],
-  plugins: [lazyLoads(packages)],
+  plugins: [lazyLoads(packages), englishOnlyZod()],
 });
 // Each lazily loaded package as one CommonJS file. Built from its ES module build, so the file lists its
 // export names where Node's ES module loader finds them (an `import { X }` of it works).

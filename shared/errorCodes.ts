@@ -41,7 +41,7 @@ const relayErrorCodes = {
   request_too_complex: {
     status: 400,
     area: 'request',
-    title: 'The JSON body nests deeper or holds more values than any send request needs.',
+    title: 'The JSON body nests deeper, holds more values or longer keys than any send request needs.',
     remedy: 'Send the request as documented; the message names the bound that was exceeded.',
   },
   invalid_mime: {
