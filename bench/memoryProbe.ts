@@ -1,10 +1,19 @@
 // Peak memory of one side, in a fresh process: warm the pools, then `BENCH_CONCURRENCY` sends with a 1 MB
-// attachment all at once. Each request carries its own body (the relay) or its own attachment buffer (bare),
-// as separate requests would. Prints one JSON line.
+// attachment all at once. Sides: `relay` (JSON bodies, each its own string, as separate requests have),
+// `raw` (the relay receiving raw MIME streamed over HTTP; the client's part in this process is the shared
+// template's chunks), `bare` (nodemailer with its own attachment buffer per message) and `bare-raw`
+// (nodemailer sending the same raw MIME as a stream). Prints one JSON line.
 import { trustCertificate } from '../test/peers/testCertificate.ts';
 import { createMessageFactory } from './messages.ts';
 import type { PeersReady } from './peerProtocol.ts';
-import { createBareSide, createRelaySide, runLoad } from './sides.ts';
+import {
+  createBareSide,
+  createRawBareSide,
+  createRawRelaySide,
+  createRelaySide,
+  runLoad,
+  type Side,
+} from './sides.ts';
 
 const peers = JSON.parse(process.env.BENCH_PEERS ?? '{}') as PeersReady;
 const side = process.argv[2];
@@ -13,7 +22,18 @@ const mailboxes = Number(process.env.BENCH_MAILBOXES ?? '5');
 trustCertificate(peers.cert);
 
 const options = { peers, mailboxes, callers: mailboxes, connectionsPerMailbox: 3, ownCopies: true };
-const load = side === 'relay' ? await createRelaySide(options) : createBareSide(options);
+async function sideOf(name: string | undefined): Promise<Side> {
+  if (name === 'relay') return createRelaySide(options);
+  if (name === 'raw') {
+    const relay = await createRelaySide(options);
+    const raw = await createRawRelaySide(options, relay.runtime);
+    return { ...raw, close: async () => Promise.all([raw.close(), relay.close()]).then(() => undefined) };
+  }
+  if (name === 'bare') return createBareSide(options);
+  if (name === 'bare-raw') return createRawBareSide(options);
+  throw new Error(`unknown side: ${name}`);
+}
+const load = await sideOf(side);
 const messages = createMessageFactory({ name: '1 MB', bodyBytes: 10_240, attachmentBytes: 1_048_576 });
 await runLoad(load, messages, mailboxes * 3, mailboxes * 3, 0);
 globalThis.gc?.();
@@ -24,7 +44,7 @@ const sampler = setInterval(() => {
 }, 5);
 const result = await runLoad(load, messages, concurrency, concurrency, 1000);
 clearInterval(sampler);
-load.close();
+await load.close();
 console.log(
   JSON.stringify({
     side,

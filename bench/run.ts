@@ -2,13 +2,20 @@
 import { parseArgs } from 'node:util';
 import { trustCertificate } from '../test/peers/testCertificate.ts';
 import { measureColdStart } from './coldStart.ts';
+import { measureHostileJson } from './hostile.ts';
 import { measureLimits } from './limits.ts';
 import { measureMemory } from './memory.ts';
 import { createMessageFactory } from './messages.ts';
 import { startPeers } from './peers.ts';
 import { measurePool } from './pool.ts';
 import { describeMachine, report } from './report.ts';
-import { benchIdentity, createBareSide, createRelaySide } from './sides.ts';
+import {
+  benchIdentity,
+  createBareSide,
+  createRawBareSide,
+  createRawRelaySide,
+  createRelaySide,
+} from './sides.ts';
 import { runScenario, type ScenarioResult } from './throughput.ts';
 
 const { values: flags } = parseArgs({
@@ -24,6 +31,8 @@ const { values: flags } = parseArgs({
     'cold-starts': { type: 'string' },
     'pool-messages': { type: 'string' },
     'limits-messages': { type: 'string' },
+    'hostile-bytes': { type: 'string' },
+    'address-strings': { type: 'string' },
     smoke: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -31,19 +40,24 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   console.log(`npm run bench -- [options]
-  --messages N        10 KB messages per side (default 2000; smoke 60)
-  --large-messages N  messages with a 1 MB attachment per side (default 200; smoke 10)
+  --messages N        10 KB messages per side (default 2000; smoke 60; 0 skips both 10 KB scenarios)
+  --large-messages N  messages with a 1 MB attachment per side, as JSON and again as raw MIME
+                      (default 200; smoke 10; 0 skips both)
   --rounds N          alternating rounds per scenario (default 4; smoke 2)
   --concurrency N     concurrent callers (default 50)
   --mailboxes N       sender mailboxes, one pool of 3 connections each (default 5)
   --callers N         caller keys configured in RELAY_CALLERS (default 10)
   --latency MS        SMTP command latency of the extra "remote server" scenario (default 20; 0 skips it)
-  --memory-sends N    simultaneous 1 MB sends for the peak RSS probe (default 200; smoke 20)
-  --cold-starts N     fresh processes per side for cold start (default 7; smoke 1)
+  --memory-sends N    simultaneous 1 MB sends for the peak RSS probes (default 200; smoke 20; 0 skips them)
+  --cold-starts N     fresh processes per side for cold start (default 7; smoke 1; 0 skips it)
   --pool-messages N   messages per side of the sender-pool scenario, 1 vs 3 sign-in mailboxes (default 600;
                       smoke 20; 0 skips it)
   --limits-messages N messages per side of the shared-limits scenario (storage vs memory, against Azurite)
                       and in its queued backlog (default 600; smoke 20; 0 skips it)
+  --hostile-bytes N   size of the hostile JSON bodies (default: the relay's JSON body limit; smoke 262144;
+                      0 skips them)
+  --address-strings N address strings of 20,000 characters in the hostile address body (default 900;
+                      smoke 20)
   --smoke             tiny run that proves the script works (CI)`);
   process.exit(0);
 }
@@ -68,6 +82,10 @@ const settings = {
   coldStarts: count(flags['cold-starts'], 7, 1),
   poolMessages: count(flags['pool-messages'], 600, 20),
   limitsMessages: count(flags['limits-messages'], 600, 20),
+  // Undefined: as large as the relay lets in (its JSON body limit at the default message limit).
+  hostileBytes:
+    flags['hostile-bytes'] === undefined && !smoke ? undefined : count(flags['hostile-bytes'], 0, 262_144),
+  addressStrings: count(flags['address-strings'], 900, 20),
   connectionsPerMailbox: 3,
 };
 
@@ -90,6 +108,9 @@ try {
   };
   const relay = await createRelaySide(sideOptions);
   const bare = createBareSide(sideOptions);
+  // Raw MIME goes to the same relay runtime (the same token cache, pools and limits), over HTTP.
+  const relayRaw = await createRawRelaySide(sideOptions, relay.runtime);
+  const bareRaw = createRawBareSide(sideOptions);
   const small = createMessageFactory({ name: '10 KB', bodyBytes: 10_240, attachmentBytes: 0 });
   const large = createMessageFactory({
     name: '10 KB + 1 MB attachment',
@@ -98,19 +119,29 @@ try {
   });
   const scenarios: ScenarioResult[] = [];
   const common = { rounds: settings.rounds, concurrency: settings.concurrency };
-  scenarios.push(
-    await runScenario(
-      { ...common, name: '10 KB', messages: settings.messages, commandLatencyMs: 0, factory: small },
-      relay,
-      bare,
-      peers,
-    ),
-  );
-  if (settings.latencyMs > 0) {
+  if (settings.messages > 0) {
     scenarios.push(
       await runScenario(
         {
           ...common,
+          id: '10kb',
+          name: '10 KB',
+          messages: settings.messages,
+          commandLatencyMs: 0,
+          factory: small,
+        },
+        relay,
+        bare,
+        peers,
+      ),
+    );
+  }
+  if (settings.messages > 0 && settings.latencyMs > 0) {
+    scenarios.push(
+      await runScenario(
+        {
+          ...common,
+          id: '10kb_latency',
           name: `10 KB, ${settings.latencyMs} ms per SMTP command`,
           messages: settings.messages,
           commandLatencyMs: settings.latencyMs,
@@ -127,6 +158,7 @@ try {
       await runScenario(
         {
           ...common,
+          id: '1mb_json',
           name: large.shape.name,
           messages: settings.largeMessages,
           commandLatencyMs: 0,
@@ -137,7 +169,24 @@ try {
         peers,
       ),
     );
+    scenarios.push(
+      await runScenario(
+        {
+          ...common,
+          id: '1mb_raw',
+          name: `${large.shape.name}, raw MIME streamed (bare: sendMail raw stream)`,
+          messages: settings.largeMessages,
+          commandLatencyMs: 0,
+          factory: large,
+        },
+        relayRaw,
+        bareRaw,
+        peers,
+      ),
+    );
   }
+  await relayRaw.close();
+  bareRaw.close();
   relay.close();
   bare.close();
   const pool =
@@ -160,9 +209,30 @@ try {
           factory: small,
         })
       : undefined;
-  const memory = await measureMemory(peers.ready, settings.memorySends, settings.mailboxes);
-  const coldStart = await measureColdStart(peers.ready, small, settings.coldStarts);
-  report({ settings, scenarios, pool, limits, memory, coldStart, machine: await describeMachine() });
+  const memory =
+    settings.memorySends > 0
+      ? await measureMemory(peers.ready, settings.memorySends, settings.mailboxes)
+      : undefined;
+  const hostile =
+    settings.hostileBytes === 0
+      ? undefined
+      : await measureHostileJson(peers.ready, {
+          bodyBytes: settings.hostileBytes,
+          addressStrings: settings.addressStrings,
+          addressChars: 20_000,
+        });
+  const coldStart =
+    settings.coldStarts > 0 ? await measureColdStart(peers.ready, small, settings.coldStarts) : undefined;
+  report({
+    settings,
+    scenarios,
+    pool,
+    limits,
+    memory,
+    hostile,
+    coldStart,
+    machine: await describeMachine(),
+  });
 } finally {
   await peers.close();
 }

@@ -1,6 +1,8 @@
+import { Readable } from 'node:stream';
 import functions from '@azure/functions';
 import nodemailer, { type SendMailOptions, type Transporter } from 'nodemailer';
-import { bindHttp } from '../functions/register.ts';
+import { type DevHost, startDevHost } from '../devhost/devHost.ts';
+import { bindHttp, functionApp } from '../functions/register.ts';
 import { send } from '../functions/send.ts';
 import { hashCallerKey } from '../shared/callers.ts';
 import { loadConfig } from '../shared/config.ts';
@@ -8,14 +10,16 @@ import { createRuntime, type Runtime } from '../shared/runtime.ts';
 import { createCachedSecretStore } from '../shared/secrets/cachedSecretStore.ts';
 import { createKeyVaultSecretStore } from '../shared/secrets/keyVaultSecretStore.ts';
 import type { MailboxTransport } from '../shared/smtp/mailboxTransports.ts';
-import { type MessageFactory, mailboxAddress } from './messages.ts';
+import { createHttpClient } from './httpClient.ts';
+import { benchRecipient, type MessageFactory, mailboxAddress } from './messages.ts';
 import type { PeersReady } from './peerProtocol.ts';
 
 /**
- * The two sides the benchmark compares. Both send through pooled nodemailer transports, one per mailbox
- * with at most 3 connections, to the same SMTP peer. The relay side goes through the real send handler,
- * runtime, token cache (MSAL against the identity peer) and Key Vault store (the real SecretClient against
- * the Key Vault peer); the bare side hands nodemailer a fixed token.
+ * The sides the benchmark compares. All send through pooled nodemailer transports, one per mailbox with
+ * at most 3 connections, to the same SMTP peer. The relay sides go through the real send handler, runtime,
+ * token cache (MSAL against the identity peer) and Key Vault store (the real SecretClient against the Key
+ * Vault peer): JSON as the host hands it over, raw MIME streamed over HTTP to the development host. The
+ * bare sides hand nodemailer a fixed token: a message object, or the same raw MIME as a stream.
  */
 export const benchIdentity = {
   clientId: '0b3c5d7e-1f2a-4b6c-8d9e-0a1b2c3d4e5f',
@@ -28,14 +32,14 @@ export const benchIdentity = {
 export interface SendTiming {
   /** From the handler (or sendMail) being called to its answer. */
   latencyMs: number;
-  /** The part of latencyMs spent outside nodemailer's sendMail: what the relay adds. */
-  addedMs: number;
+  /** The part of latencyMs spent outside nodemailer's sendMail: what the relay adds (unknown for raw MIME). */
+  addedMs?: number | undefined;
 }
 
 export interface Side {
-  name: 'relay' | 'bare';
+  name: 'relay' | 'bare' | 'relay raw' | 'bare raw';
   send(index: number, messages: MessageFactory): Promise<SendTiming>;
-  close(): void;
+  close(): void | Promise<void>;
 }
 
 export interface SideOptions {
@@ -43,7 +47,10 @@ export interface SideOptions {
   mailboxes: number;
   callers: number;
   connectionsPerMailbox: number;
-  /** Give every request its own body (relay) or attachment buffer (bare), as separate requests have. */
+  /**
+   * Give every JSON request its own body string, as separately received requests have (the bare side
+   * always gives each message its own attachment buffer, as the relay decodes one per message).
+   */
   ownCopies?: boolean;
 }
 
@@ -144,7 +151,9 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
       const timed = Object.create(transport) as MailboxTransport;
       timed.sendMail = ((mail: SendMailOptions) =>
         transport.sendMail(mail).finally(() => {
-          insideSendMail.set(headerIdOf(mail), performance.now() - asked);
+          // Raw MIME carries its headers in the stream: no id here, and no split for it (see createRawRelaySide).
+          const id = headerIdOf(mail);
+          if (id !== '') insideSendMail.set(id, performance.now() - asked);
         })) as typeof transport.sendMail;
       return use(timed);
     });
@@ -177,9 +186,61 @@ export async function createRelaySide(options: SideOptions): Promise<Side & { ru
   };
 }
 
-export function createBareSide(options: SideOptions): Side {
+/** The development host serving only POST /api/send on `runtime`, on a free loopback port. */
+export function startSendHost(runtime: Runtime): Promise<DevHost> {
+  const hostedSend = functionApp.http.get('send');
+  if (hostedSend === undefined) throw new Error('functions/send.ts did not register the send function');
+  return startDevHost({
+    functionApp: { http: new Map([['send', hostedSend]]), timers: new Map(), queues: new Map() },
+    runtime: async () => runtime,
+    port: 0,
+    hostname: '127.0.0.1',
+    triggers: false,
+  });
+}
+
+/**
+ * The relay receiving raw MIME (`Content-Type: message/rfc822`) over real HTTP: the development host in
+ * this process serves the send function on `runtime`, and each message's bytes are streamed to it in
+ * chunks, as a caller's mail library would. The latency is the client's, upload and answer included; the
+ * relay's own share is not told apart (the message's id travels inside the stream). The client's work is
+ * done in this process too, so it counts against the relay.
+ */
+export async function createRawRelaySide(
+  options: SideOptions,
+  runtime: Runtime,
+): Promise<Side & { origin: string }> {
+  const host = await startSendHost(runtime);
+  const client = createHttpClient(host.origin);
+  return {
+    name: 'relay raw',
+    origin: host.origin,
+    async send(index, messages) {
+      const id = `relay-raw-${index}`;
+      const caller = index % options.callers;
+      const message = await messages.raw(id, mailboxAddress(caller % options.mailboxes));
+      const started = performance.now();
+      const answer = await client.post(
+        '/api/send',
+        { 'content-type': 'message/rfc822', 'x-relay-key': callerKey(caller) },
+        message.chunks,
+      );
+      const latencyMs = performance.now() - started;
+      if (answer.status !== 200) {
+        throw new Error(`relay answered ${answer.status} to raw MIME: ${JSON.stringify(answer.body)}`);
+      }
+      return { latencyMs };
+    },
+    async close() {
+      client.close();
+      await host.close();
+    },
+  };
+}
+
+function bareTransports(options: SideOptions): Transporter[] {
   const { peers } = options;
-  const transports: Transporter[] = Array.from({ length: options.mailboxes }, (_, index) =>
+  return Array.from({ length: options.mailboxes }, (_, index) =>
     nodemailer.createTransport({
       pool: true,
       maxConnections: options.connectionsPerMailbox,
@@ -192,18 +253,44 @@ export function createBareSide(options: SideOptions): Side {
       auth: { type: 'OAuth2', user: mailboxAddress(index), accessToken: benchIdentity.bareToken },
     }),
   );
+}
+
+export function createBareSide(options: SideOptions): Side {
+  const transports = bareTransports(options);
   return {
     name: 'bare',
     async send(index, messages) {
       const mailbox = (index % options.callers) % options.mailboxes;
       const mail = messages.mail(`bare-${index}`, mailboxAddress(mailbox));
-      if (options.ownCopies) {
-        mail.attachments = mail.attachments.map((file) => ({ ...file, content: Buffer.from(file.content) }));
-      }
+      // Its own bytes per message, as the relay has its own decoded attachment per request.
+      mail.attachments = mail.attachments.map((file) => ({ ...file, content: Buffer.from(file.content) }));
       const started = performance.now();
       await transports[mailbox]?.sendMail(mail);
       const latencyMs = performance.now() - started;
       return { latencyMs, addedMs: 0 };
+    },
+    close() {
+      for (const transport of transports) transport.close();
+    },
+  };
+}
+
+/** Bare nodemailer sending a message it already has as MIME: `sendMail({ envelope, raw: stream })`. */
+export function createRawBareSide(options: SideOptions): Side {
+  const transports = bareTransports(options);
+  return {
+    name: 'bare raw',
+    async send(index, messages) {
+      const mailbox = (index % options.callers) % options.mailboxes;
+      const from = mailboxAddress(mailbox);
+      const message = await messages.raw(`bare-raw-${index}`, from);
+      const started = performance.now();
+      await transports[mailbox]?.sendMail({
+        envelope: { from, to: [benchRecipient] },
+        raw: Readable.from(message.chunks, { objectMode: false }),
+      });
+      const latencyMs = performance.now() - started;
+      return { latencyMs };
     },
     close() {
       for (const transport of transports) transport.close();
@@ -236,7 +323,7 @@ export async function runLoad(
       next += 1;
       const timing = await side.send(index, messages);
       latencies.push(timing.latencyMs);
-      added.push(timing.addedMs);
+      if (timing.addedMs !== undefined) added.push(timing.addedMs);
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, caller));

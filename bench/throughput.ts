@@ -9,6 +9,8 @@ import { percentile, round } from './stats.ts';
  * other load) falls on both sides alike.
  */
 export interface ScenarioOptions {
+  /** How the tracked figures name it (bench/report.ts): 10kb, 10kb_latency, 1mb_json, 1mb_raw. */
+  id: string;
   name: string;
   messages: number;
   rounds: number;
@@ -18,6 +20,7 @@ export interface ScenarioOptions {
 }
 
 export interface ScenarioResult {
+  id: string;
   scenario: string;
   messages: number;
   concurrency: number;
@@ -25,8 +28,9 @@ export interface ScenarioResult {
   relayPerSecond: number;
   barePerSecond: number;
   throughputRatio: number;
-  addedP50Ms: number;
-  addedP99Ms: number;
+  /** Null where the relay's own share cannot be told apart (raw MIME: the client's time includes the upload). */
+  addedP50Ms: number | null;
+  addedP99Ms: number | null;
   relayLatencyP50Ms: number;
   relayLatencyP99Ms: number;
   bareLatencyP50Ms: number;
@@ -84,6 +88,7 @@ export async function runScenario(
   const barePerSecond = (bareTotal.messages / bareTotal.wallMs) * 1000;
   const relayMessages = relayTotal.messages + options.concurrency;
   return {
+    id: options.id,
     scenario: options.name,
     messages: relayTotal.messages,
     concurrency: options.concurrency,
@@ -91,8 +96,8 @@ export async function runScenario(
     relayPerSecond: round(relayPerSecond, 1),
     barePerSecond: round(barePerSecond, 1),
     throughputRatio: round(relayPerSecond / barePerSecond, 3),
-    addedP50Ms: round(percentile(relayTotal.added, 0.5), 3),
-    addedP99Ms: round(percentile(relayTotal.added, 0.99), 3),
+    addedP50Ms: relayTotal.added.length === 0 ? null : round(percentile(relayTotal.added, 0.5), 3),
+    addedP99Ms: relayTotal.added.length === 0 ? null : round(percentile(relayTotal.added, 0.99), 3),
     relayLatencyP50Ms: round(percentile(relayTotal.latencies, 0.5)),
     relayLatencyP99Ms: round(percentile(relayTotal.latencies, 0.99)),
     bareLatencyP50Ms: round(percentile(bareTotal.latencies, 0.5)),
