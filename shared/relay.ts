@@ -6,7 +6,7 @@ import { RelayError } from './errors.ts';
 import type { MailboxLimits } from './limits/mailboxLimits.ts';
 import { LATE_START_MS } from './limits/sendSchedule.ts';
 import { canonicalMailbox } from './mailAddress.ts';
-import { type SendRequest, senderMailbox, toMailOptions } from './message.ts';
+import { recipientCount, type SendRequest, senderMailbox, toMailOptions } from './message.ts';
 import type { RawMessage } from './rawMime/rawMessage.ts';
 import {
   grantCommand,
@@ -217,7 +217,7 @@ export function createRelay({
           ? reserved.at
           : await limits.reserve(
               signIn,
-              { recipients: recipientCount(message), spaced: queued !== undefined },
+              { recipients: recipientsOf(message), spaced: queued !== undefined },
               queued === undefined ? Math.max(0, deadline - now()) : undefined,
             );
       if (queued !== undefined && at - now() > EARLY_WAIT_MS) throw new SendDeferred({ mailbox: signIn, at });
@@ -273,14 +273,14 @@ export function createRelay({
     },
     async schedule(message) {
       const mailbox = await mostHeadroom(router.route(message.sender).signIn, false);
-      const at = await limits.reserve(mailbox, { recipients: recipientCount(message), spaced: true });
+      const at = await limits.reserve(mailbox, { recipients: recipientsOf(message), spaced: true });
       return { mailbox, at };
     },
   };
 }
 
-const recipientCount = ({ request, raw }: AuthorizedMessage) =>
-  raw?.recipients.length ?? (request ? request.to.length + request.cc.length + request.bcc.length : 0);
+const recipientsOf = ({ request, raw }: AuthorizedMessage) =>
+  raw?.recipients.length ?? (request === undefined ? 0 : recipientCount(request));
 
 /**
  * A JSON request composed by nodemailer, or a raw message as written; a queued JSON message carries the
