@@ -1,6 +1,7 @@
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { createHttpClient, type HttpAnswer, type HttpClient } from './httpClient.ts';
+import { jsonBodyLimit } from '../shared/api/requestBody.ts';
+import { createHttpClient, type HttpAnswer } from './httpClient.ts';
 import { benchRecipient } from './messages.ts';
 import type { PeersReady } from './peerProtocol.ts';
 import type { StallCommand, StallReply } from './stallProbe.ts';
@@ -87,21 +88,6 @@ function hostileShapes(bytes: number, options: HostileOptions): { shape: string;
   ];
 }
 
-/**
- * The relay's JSON body limit: asked of the relay itself, by declaring a body far too large, which it
- * refuses by the declared length naming its limit; else the limit as shared/durable/submitSend.ts sets it
- * today for the default message limit.
- */
-async function bodyLimitOf(client: HttpClient, maxMessageBytes: number): Promise<number> {
-  const answer = await client.post('/api/send', jsonHeaders, [], 2 ** 40);
-  const named = /larger than (\d+) bytes/.exec(
-    (answer.body as { error?: { message?: string } } | undefined)?.error?.message ?? '',
-  )?.[1];
-  return answer.status === 413 && named !== undefined
-    ? Number(named)
-    : Math.ceil(maxMessageBytes * 1.5) + 65_536;
-}
-
 function chunked(body: Buffer): Buffer[] {
   const chunks: Buffer[] = [];
   for (let offset = 0; offset < body.length; offset += 64 * 1024) {
@@ -154,7 +140,8 @@ export async function measureHostileJson(peers: PeersReady, options: HostileOpti
     const probe = await startProbe(peers);
     const client = createHttpClient(probe.ready.origin);
     try {
-      bodyBytes ??= await bodyLimitOf(client, probe.ready.maxMessageBytes);
+      // The JSON body limit the send path enforces for the relay's message limit.
+      bodyBytes ??= jsonBodyLimit(probe.ready.maxMessageBytes);
       // A relay refusing early may reset the connection before the client reads its answer, as it may
       // with any client that is still sending: that is an answer too, and the stall is measured all the same.
       const post = (body: Buffer): Promise<HttpAnswer> =>
