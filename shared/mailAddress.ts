@@ -1,3 +1,5 @@
+import addressparser from 'nodemailer/lib/addressparser';
+
 /**
  * The one definition of an email address (addr-spec) for the send request, the configuration and the
  * consent URL: local@domain.tld with no whitespace, no second `@`, and none of the characters that delimit
@@ -32,4 +34,28 @@ export function domainOf(address: string): string {
  */
 export function canonicalMailbox(address: string): string {
   return address.trim().replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
+
+/** RFC 5321 4.5.3.1: a path is at most 256 octets; 320 (64 + 1 + 255) is the usual generous bound. */
+const maxAddressLength = 320;
+
+/** A mailbox as a header names it: display name (possibly empty) and address. */
+export interface NamedMailbox {
+  name: string;
+  address: string;
+}
+
+/**
+ * The mailboxes an address header value names (`Name <a@b>, c@d`, groups flattened), for JSON fields and raw
+ * MIME headers alike; undefined when any entry is not one email address.
+ */
+export function parseMailboxList(value: string): NamedMailbox[] | undefined {
+  const mailboxes: NamedMailbox[] = [];
+  for (const entry of addressparser(value, { flatten: true })) {
+    const { address } = entry;
+    if (address === undefined || address.length > maxAddressLength || !mailAddressPattern.test(address))
+      return undefined;
+    mailboxes.push({ name: entry.name, address });
+  }
+  return mailboxes;
 }

@@ -4,7 +4,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 import { type FieldProblem, invalidRequest, RelayError } from './errors.ts';
 import { headerUnsafe, loneSurrogate, MAX_LINE_OCTETS, reservedHeaderProblem } from './headerRules.ts';
-import { canonicalMailbox, mailAddressPattern } from './mailAddress.ts';
+import { canonicalMailbox, mailAddressPattern, parseMailboxList } from './mailAddress.ts';
 
 /**
  * The send request: its schema, the checks that make header injection impossible, and its conversion to a
@@ -79,22 +79,14 @@ const addressObject = z.strictObject({
 
 /** A string may carry one or several `Name <address>` entries, as mail clients write them. */
 const addressString = headerText(20_000).transform((value, ctx): MailAddress[] => {
-  const parsed = addressparser(value, { flatten: true });
-  const mailboxes: MailAddress[] = [];
-  for (const entry of parsed) {
-    if (
-      entry.address === undefined ||
-      !mailAddressPattern.test(entry.address) ||
-      entry.address.length > 320
-    ) {
-      ctx.addIssue({ code: 'custom', message: `"${value.slice(0, 100)}" is not a valid address` });
-      return z.NEVER;
-    }
-    if (entry.name.length > maxDisplayName) {
-      ctx.addIssue({ code: 'custom', message: `a display name is longer than ${maxDisplayName} characters` });
-      return z.NEVER;
-    }
-    mailboxes.push({ name: entry.name, address: entry.address });
+  const mailboxes = parseMailboxList(value);
+  if (mailboxes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value.slice(0, 100)}" is not a valid address` });
+    return z.NEVER;
+  }
+  if (mailboxes.some((mailbox) => mailbox.name.length > maxDisplayName)) {
+    ctx.addIssue({ code: 'custom', message: `a display name is longer than ${maxDisplayName} characters` });
+    return z.NEVER;
   }
   if (mailboxes.length === 0) {
     ctx.addIssue({ code: 'custom', message: 'must name at least one address' });

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import addressparser from 'nodemailer/lib/addressparser';
 import { type FieldProblem, RelayError } from '../errors.ts';
 import { headerUnsafe, loneSurrogate, MAX_LINE_OCTETS, reservedHeaderProblem } from '../headerRules.ts';
-import { domainOf, mailAddressPattern } from '../mailAddress.ts';
+import { domainOf, parseMailboxList } from '../mailAddress.ts';
 import type { MailAddress, MessageLimits } from '../message.ts';
 
 /**
@@ -79,24 +78,23 @@ export function parseHeaderSection(section: Buffer, limits: MessageLimits): Pars
     }
   }
   const fromField = byName.get('from')?.[0];
-  const fromMailboxes = fromField === undefined ? [] : addressparser(fromField.value, { flatten: true });
-  const from = fromMailboxes[0];
+  const fromMailboxes = fromField === undefined ? [] : (parseMailboxList(fromField.value) ?? []);
+  const from = fromMailboxes.length === 1 ? fromMailboxes[0] : undefined;
   if (fromField === undefined) problems.push({ field: 'headers.From', message: 'is required' });
-  else if (fromMailboxes.length !== 1 || from === undefined || !mailAddressPattern.test(from.address)) {
+  else if (from === undefined) {
     problems.push({ field: headerField(fromField.name), message: 'must name exactly one sender mailbox' });
   }
   const recipients: string[] = [];
   for (const name of recipientFields) {
     for (const field of byName.get(name) ?? []) {
-      for (const entry of addressparser(field.value, { flatten: true })) {
-        if (!mailAddressPattern.test(entry.address ?? '')) {
-          problems.push({
-            field: headerField(field.name),
-            message: 'holds an entry that is not an email address',
-          });
-          break;
-        }
-        recipients.push(entry.address);
+      const mailboxes = parseMailboxList(field.value);
+      if (mailboxes === undefined) {
+        problems.push({
+          field: headerField(field.name),
+          message: 'holds an entry that is not an email address',
+        });
+      } else {
+        recipients.push(...mailboxes.map((mailbox) => mailbox.address));
       }
     }
   }
